@@ -1,0 +1,5 @@
+"""comfyui-consistory: training-free consistent subjects for SDXL in ComfyUI
+(ConsiStory, Tewel et al., ACM TOG 2024)."""
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

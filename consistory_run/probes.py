@@ -1,0 +1,65 @@
+"""Nodes that look into a graph from outside, for tests and offline runs: they capture
+latents and record how the host batches UNet calls. Registered like any node pack."""
+from __future__ import annotations
+
+
+class LatentCapture:
+    """Output node: keeps a copy of a LATENT in ``LatentCapture.store[key]``."""
+    store: dict = {}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"samples": ("LATENT",), "key": ("STRING", {"default": "latent"})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "capture"
+    OUTPUT_NODE = True
+    CATEGORY = "ConsiStory/testing"
+
+    def capture(self, samples, key):
+        LatentCapture.store[key] = samples["samples"].detach().clone()
+        return {}
+
+
+class MaskCapture:
+    """Output node: keeps a copy of a MASK in ``LatentCapture.store[key]``."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"mask": ("MASK",), "key": ("STRING", {"default": "mask"})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "capture"
+    OUTPUT_NODE = True
+    CATEGORY = "ConsiStory/testing"
+
+    def capture(self, mask, key):
+        LatentCapture.store[key] = mask.detach().clone()
+        return {}
+
+
+class ChunkRecorder:
+    """MODEL -> MODEL: records ``len(cond_or_uncond)`` of every UNet call into ``calls``."""
+    calls: list = []
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",)}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "ConsiStory/testing"
+
+    def patch(self, model):
+        m = model.clone()
+
+        def wrapper(apply_model, args):
+            ChunkRecorder.calls.append(len(args["cond_or_uncond"]))
+            return apply_model(args["input"], args["timestep"], **args["c"])
+
+        m.set_model_unet_function_wrapper(wrapper)
+        return (m,)
+
+
+NODE_CLASS_MAPPINGS = {"ConsiStoryLatentCapture": LatentCapture, "ConsiStoryMaskCapture": MaskCapture,
+                       "ConsiStoryChunkRecorder": ChunkRecorder}

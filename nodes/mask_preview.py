@@ -1,0 +1,50 @@
+"""ConsiStory Mask Preview: the subject masks of the last run of a patched model."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..consistory_core.masks import masks_from_maps
+from .story_run import RUN_KEY
+
+COLOURS = torch.tensor([[1.0, 0.2, 0.2], [0.2, 0.5, 1.0], [0.2, 0.9, 0.3], [1.0, 0.8, 0.1],
+                        [0.8, 0.3, 1.0], [0.1, 0.9, 0.9]])
+
+
+class MaskPreview:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The model patched by ConsiStory SDSA, after sampling with it."}),
+            "images": ("IMAGE", {"tooltip": "The decoded images of that run (also orders this node after the sampler)."}),
+            "opacity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
+                        "tooltip": "How strongly the mask colours cover the images."}),
+        }}
+
+    RETURN_TYPES = ("MASK", "IMAGE")
+    RETURN_NAMES = ("mask", "overlay")
+    OUTPUT_TOOLTIPS = ("Union of the subject masks, one per image, at image size.",
+                       "The images with each subject's mask in its own colour.")
+    FUNCTION = "preview"
+    CATEGORY = "ConsiStory"
+    DESCRIPTION = "Shows where ConsiStory found the subject in each image during the last run."
+
+    def preview(self, model, images, opacity):
+        run = model.model_options.get("transformer_options", {}).get(RUN_KEY)
+        if run is None:
+            raise ValueError("ConsiStory Mask Preview: the model is not patched by ConsiStory SDSA")
+        maps = run.tracker.snapshot()
+        if maps is None:
+            raise ValueError("ConsiStory Mask Preview: no masks yet; sample with this model first")
+        n, _, h, w = maps.shape
+        if images.shape[0] != n:
+            raise ValueError(f"ConsiStory Mask Preview: {images.shape[0]} images but the run had {n}")
+        subjects = masks_from_maps(maps, (h, w), run.tracker.word_subject, run.tracker.threshold_scale)
+        size = images.shape[1:3]
+        per_subject = F.interpolate(subjects.float().reshape(n, -1, h, w), size=size, mode="nearest")
+        per_subject = per_subject.cpu()
+        colours = COLOURS[torch.arange(per_subject.shape[1]) % len(COLOURS)]
+        tint = torch.einsum("nshw,sc->nhwc", per_subject, colours).clamp(0, 1)
+        cover = per_subject.amax(1).unsqueeze(-1) * opacity
+        overlay = images.cpu() * (1 - cover) + tint * cover
+        return per_subject.amax(1), overlay

@@ -1,0 +1,115 @@
+"""ConsiStory Story Prompts: one prompt per scene, all sharing the subject; the subject
+words' token positions in every prompt (paper §4.1, "subject tokens")."""
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+
+from ..consistory_core import SubjectWordMissing, repeated_positions, subject_positions
+from .story_types import SUBJECT_TYPE, StorySubject
+
+START, END = 49406, 49407
+STOPWORDS = {"a", "an", "the", "with", "of", "in", "on", "and", "at", "to", "for", "by", "from",
+             "his", "her", "its", "their", "some", "wearing", "holding", "is", "as"}
+
+
+def default_words(subject: str) -> list[str]:
+    """Subject words when none are given: the subject's words minus articles and the like."""
+    return [w for w in re.findall(r"[\w'-]+", subject.lower()) if w not in STOPWORDS]
+
+
+def split_words(text: str) -> list[str]:
+    return [w.strip() for w in text.split(",") if w.strip()]
+
+
+def token_ids(clip, text: str) -> list[int]:
+    """The CLIP-L token ids of ``text`` as the host tokenizes it (all 77-token chunks)."""
+    return [t[0] for chunk in clip.tokenize(text)["l"] for t in chunk]
+
+
+def word_pieces(clip, word: str) -> list[int]:
+    """BPE ids of a word or short phrase, without start/end tokens."""
+    ids = [t[0] for t in clip.tokenize(word)["l"][0]]
+    return ids[1:ids.index(END, 1)]
+
+
+class StoryPrompts:
+    """Encodes a story: ``style subject scene`` for each scene, one image each."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "clip": ("CLIP", {"tooltip": "The SDXL text encoders (from the checkpoint loader)."}),
+            "subject": ("STRING", {"default": "an old man with a hat", "tooltip":
+                        "The subject every image shows, e.g. 'an old man with a hat'. "
+                        "Several subjects: one per line."}),
+            "subject_words": ("STRING", {"default": "", "tooltip":
+                              "Comma-separated words whose attention marks the subject "
+                              "(e.g. 'man, hat'). Empty: the subject's words without articles. "
+                              "Several subjects: one line per subject."}),
+            "scenes": ("STRING", {"multiline": True, "default":
+                       "walking in a park\nreading a book in a library\n"
+                       "cooking in a kitchen\nsitting on a bench by the sea",
+                       "tooltip": "One scene per line; each becomes one image of the batch."}),
+            "style_prefix": ("STRING", {"default": "a photo of", "tooltip":
+                             "Text put before the subject in every prompt."}),
+        }}
+
+    RETURN_TYPES = ("CONDITIONING", SUBJECT_TYPE, "INT")
+    RETURN_NAMES = ("conditioning", "subject", "batch_size")
+    OUTPUT_TOOLTIPS = ("One conditioning per scene (batch = number of scenes).",
+                       "Subject token positions per prompt, for the ConsiStory SDSA node.",
+                       "Number of scenes: the latent batch size to use.")
+    FUNCTION = "encode"
+    CATEGORY = "ConsiStory"
+    DESCRIPTION = "Builds one prompt per scene around a shared subject and finds the subject words in each."
+
+    def encode(self, clip, subject, subject_words, scenes, style_prefix):
+        subjects = [s.strip() for s in subject.splitlines() if s.strip()]
+        scene_list = [s.strip() for s in scenes.splitlines() if s.strip()]
+        if not subjects:
+            raise ValueError("ConsiStory Story Prompts: the subject is empty")
+        if not scene_list:
+            raise ValueError("ConsiStory Story Prompts: give at least one scene (one per line)")
+        word_lines = [l for l in subject_words.splitlines() if l.strip()]
+        if word_lines and len(word_lines) != len(subjects):
+            raise ValueError(f"ConsiStory Story Prompts: {len(subjects)} subject(s) but "
+                             f"{len(word_lines)} line(s) of subject words; give one line per subject")
+        words = [split_words(l) for l in word_lines] or [default_words(s) for s in subjects]
+        for s, w in zip(subjects, words):
+            if not w:
+                raise ValueError(f"ConsiStory Story Prompts: no subject words for {s!r}")
+        flat_words = [w for ws in words for w in ws]
+        word_subject = tuple(i for i, ws in enumerate(words) for _ in ws)
+        pieces = {w: word_pieces(clip, w) for w in flat_words}
+        for w, p in pieces.items():
+            if not p:
+                raise ValueError(f"ConsiStory Story Prompts: the subject word {w!r} has no tokens")
+
+        subject_text = " and ".join(subjects)
+        prompts = [" ".join(x for x in (style_prefix.strip(), subject_text, scene) if x)
+                   for scene in scene_list]
+        conds, pooled, positions, lengths = [], [], [], []
+        for prompt in prompts:
+            tokens = clip.tokenize(prompt)
+            ids = [t[0] for chunk in tokens["l"] for t in chunk]
+            try:
+                found = subject_positions(ids, pieces, prompt)
+            except SubjectWordMissing as e:
+                raise ValueError(f"ConsiStory Story Prompts: {e}") from None
+            cond, pool = clip.encode_from_tokens(tokens, return_pooled=True)
+            conds.append(cond)
+            pooled.append(pool)
+            positions.append([found[w] for w in flat_words])
+            lengths.append(cond.shape[1])
+        length = math.lcm(*lengths)
+        conds = [c.repeat(1, length // c.shape[1], 1) for c in conds]  # as the host pads
+        positions = tuple(tuple(tuple(repeated_positions(p, n, length)) for p in words_pos)
+                          for words_pos, n in zip(positions, lengths))
+        story = StorySubject(prompts=tuple(prompts),
+                             subjects=tuple((s, tuple(w)) for s, w in zip(subjects, words)),
+                             positions=positions, word_subject=word_subject, token_length=length)
+        conditioning = [[torch.cat(conds), {"pooled_output": torch.cat(pooled)}]]
+        return conditioning, story, len(prompts)

@@ -1,0 +1,149 @@
+"""The state of one patched model across sampling runs, and the patches that use it.
+
+One ``StoryRun`` is made per execution of the SDSA node and reached from its patches'
+closures and from ``transformer_options["consistory_run"]`` (``__deepcopy__`` returns the
+same object, so the host's ``clone()`` shares it instead of copying it). It sees steps
+only through the sigmas the UNet is called with (consistory_core.schedule), so the host
+may run cond and uncond in one call or in two.
+"""
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+from ..consistory_core import (StepClock, StepEvent, SubjectMaskTracker, anchor_mapping, keep_draw,
+                               plan_shared_keys, repeated_positions, shared_self_attention,
+                               subject_token_maps, token_grid, token_weights)
+from ..consistory_core.grid import downscale_of
+from ..consistory_core.sdsa import image_keys
+from .host_attention import host_attention
+from .story_types import MaskSettings, StorySubject
+from .unet_layers import transformer_block
+
+RUN_KEY = "consistory_run"
+
+
+class StoryRun:
+    def __init__(self, subject: StorySubject, masks: MaskSettings, diffusion_model,
+                 dropout: float, dropout_seed: int, anchors: int, sigma_range: tuple):
+        self.subject = subject
+        self.settings = masks
+        self.diffusion_model = diffusion_model
+        self.dropout = dropout
+        self.dropout_seed = dropout_seed
+        self.share = anchor_mapping(subject.images, anchors)
+        self.sigma_start, self.sigma_end = sigma_range
+        self.clock = StepClock()
+        self.tracker = self._new_tracker()
+        self.last_latent_hw: tuple | None = None
+        self._sigmas_seen = None
+        self._plans: dict = {}
+        self._weights: dict = {}
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def _new_tracker(self) -> SubjectMaskTracker:
+        return SubjectMaskTracker(self.subject.word_subject, self.settings.window,
+                                  self.settings.threshold_scale)
+
+    # -- steps -------------------------------------------------------------------------
+    def sync(self, extra: dict) -> float:
+        """Follow the schedule from the sigmas of this call; returns the current sigma."""
+        sigmas = extra["sigmas"]
+        if sigmas is not self._sigmas_seen:
+            self._sigmas_seen = sigmas
+            event = self.clock.observe(float(sigmas[0]))
+            if event is StepEvent.NEW_RUN:
+                self.tracker = self._new_tracker()
+            if event is not StepEvent.SAME_STEP:
+                self.tracker.next_step()
+                self._plans.clear()
+            latent_hw = tuple(extra["original_shape"][2:])
+            self.last_latent_hw = latent_hw
+        return self.clock.sigma
+
+    def images_in(self, rows: int, extra: dict) -> int:
+        chunks = len(extra["cond_or_uncond"])
+        images = rows // chunks
+        if images != self.subject.images:
+            raise ValueError(
+                f"ConsiStory: the latent batch has {images} images but the story has "
+                f"{self.subject.images} prompts; set the latent batch size to the number of scenes")
+        return images
+
+    # -- subject masks (attn2 patch) --------------------------------------------------------
+    def record(self, n, context, value, extra):
+        """attn2 patch: record the cond chunk's subject maps on the mask layers."""
+        self.sync(extra)
+        latent_hw = tuple(extra["original_shape"][2:])
+        if n.shape[0] != extra["original_shape"][0] or downscale_of(latent_hw, n.shape[1]) not in self.settings.downscales:
+            return n, context, value
+        order = list(extra["cond_or_uncond"])
+        if 0 not in order:
+            return n, context, value
+        images = self.images_in(n.shape[0], extra)
+        rows = slice(order.index(0) * images, (order.index(0) + 1) * images)
+        attn2 = transformer_block(self.diffusion_model, *extra["block"], extra["block_index"]).attn2
+        q = attn2.to_q(n[rows])
+        k = attn2.to_k(context[rows])
+        maps = subject_token_maps(q, k, attn2.heads, self._token_weights(context.shape[1], q.device))
+        grid = token_grid(latent_hw, n.shape[1])
+        low = (-(-latent_hw[0] // 4), -(-latent_hw[1] // 4))  # the recording grid
+        if grid != low:
+            maps = torch.nn.functional.interpolate(
+                maps.reshape(*maps.shape[:2], *grid), size=low, mode="bilinear",
+                align_corners=False).flatten(2)
+        self.tracker.add(maps, low)
+        return n, context, value
+
+    def _token_weights(self, context_length: int, device) -> torch.Tensor:
+        key = (context_length, device)
+        if key not in self._weights:
+            own = self.subject.token_length
+            positions = [[repeated_positions(p, own, context_length) for p in words]
+                         for words in self.subject.positions]
+            self._weights[key] = token_weights(positions, context_length, device=device)
+        return self._weights[key]
+
+    # -- shared attention (attn1 replace) ---------------------------------------------------
+    def active(self, sigma: float) -> bool:
+        return (self.subject.images > 1 and self.tracker.ready
+                and self.sigma_end <= sigma <= self.sigma_start)
+
+    def plan(self, grid: tuple, device):
+        """Shared-key plan of this step at one grid: masks, then this step's dropout."""
+        if grid not in self._plans:
+            subject = self.tracker.union_mask(grid)
+            keep = keep_draw(self.dropout_seed, self.clock.step, subject.shape[0],
+                             subject.shape[1], self.dropout).to(subject.device)
+            plan = plan_shared_keys(subject & keep, self.share.to(subject.device))
+            plan.flat_index = plan.flat_index.to(device)
+            self._plans[grid] = plan
+        return self._plans[grid]
+
+    def attend(self, q, k, v, extra, previous=None):
+        """attn1 replace: q, k, v (B_total, P, heads*d) -> (B_total, P, heads*d)."""
+        sigma = self.sync(extra)
+        attention = previous or host_attention
+        if not self.active(sigma) or q.shape[0] != extra["original_shape"][0]:
+            return attention(q, k, v, extra)  # inactive, or another patch reshaped the batch
+        images = self.images_in(q.shape[0], extra)
+        plan = self.plan(token_grid(tuple(extra["original_shape"][2:]), q.shape[1]), q.device)
+        if plan.empty:
+            return attention(q, k, v, extra)
+        heads = extra["n_heads"]
+        split = lambda x: rearrange(x, "b p (h d) -> b h p d", h=heads)
+        out = []
+        for c in range(len(extra["cond_or_uncond"])):
+            rows = slice(c * images, (c + 1) * images)
+            qc, kc, vc = split(q[rows]), split(k[rows]), split(v[rows])
+            if previous is None:
+                oc = rearrange(shared_self_attention(qc, kc, vc, plan), "b h p d -> b p (h d)")
+            else:  # another pack's attention on exactly the keys each image may see
+                merge = lambda x: rearrange(x, "h p d -> 1 p (h d)")
+                oc = torch.cat([previous(merge(qc[i]), merge(image_keys(kc, plan, i)),
+                                         merge(image_keys(vc, plan, i)), extra)
+                                for i in range(images)])
+            out.append(oc)
+        return torch.cat(out)

@@ -1,0 +1,43 @@
+"""Where the attention layers of a host UNet are, in the host's own naming.
+
+A position is (block name, block id, block index) as the host's ``extra_options`` and
+``set_model_attn1_replace(fn, name, id, index)`` use them.
+"""
+from __future__ import annotations
+
+BLOCK_GROUPS = {
+    "output (paper)": ("output",),
+    "middle + output": ("middle", "output"),
+    "input + middle + output": ("input", "middle", "output"),
+}
+
+
+def _transformer(block):
+    for module in block:
+        if hasattr(module, "transformer_blocks"):
+            return module
+    return None
+
+
+def _blocks(diffusion_model):
+    for i, block in enumerate(diffusion_model.input_blocks):
+        yield "input", i, block
+    yield "middle", 0, diffusion_model.middle_block
+    for i, block in enumerate(diffusion_model.output_blocks):
+        yield "output", i, block
+
+
+def attention_positions(diffusion_model, groups=("input", "middle", "output")):
+    """[(name, id, index)] of every transformer block in the given block groups."""
+    found = []
+    for name, i, block in _blocks(diffusion_model):
+        transformer = _transformer(block) if name in groups else None
+        if transformer is not None:
+            found += [(name, i, j) for j in range(len(transformer.transformer_blocks))]
+    return found
+
+
+def transformer_block(diffusion_model, name: str, block_id: int, index: int):
+    """The BasicTransformerBlock at a position (its .attn1 / .attn2 are the attention modules)."""
+    block = dict(((n, i), b) for n, i, b in _blocks(diffusion_model))[(name, block_id)]
+    return _transformer(block).transformer_blocks[index]
