@@ -61,5 +61,36 @@ class ChunkRecorder:
         return (m,)
 
 
-NODE_CLASS_MAPPINGS = {"ConsiStoryLatentCapture": LatentCapture, "ConsiStoryMaskCapture": MaskCapture,
+class Attn1ReplaceProbe:
+    """MODEL -> MODEL: another pack's style of attn1 replace on every output-block layer.
+
+    It runs the host's attention and records (query tokens, key tokens) of each call in
+    ``calls``, so a test sees whether it was chained and which keys it was given.
+    """
+    calls: list = []
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",)}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "ConsiStory/testing"
+
+    def patch(self, model):
+        from comfy.ldm.modules.attention import optimized_attention
+        m = model.clone()
+        net = m.model.diffusion_model
+        for i, block in enumerate(net.output_blocks):
+            for module in block:
+                for j in range(len(getattr(module, "transformer_blocks", []))):
+                    def replace(q, k, v, extra):
+                        Attn1ReplaceProbe.calls.append((q.shape[1], k.shape[1]))
+                        return optimized_attention(q, k, v, extra["n_heads"])
+                    m.set_model_attn1_replace(replace, "output", i, j)
+        return (m,)
+
+
+NODE_CLASS_MAPPINGS = {"ConsiStoryAttn1ReplaceProbe": Attn1ReplaceProbe,
+                       "ConsiStoryLatentCapture": LatentCapture, "ConsiStoryMaskCapture": MaskCapture,
                        "ConsiStoryChunkRecorder": ChunkRecorder}

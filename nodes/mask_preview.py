@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..consistory_core.masks import masks_from_maps
+from ..consistory_core import masks_from_maps
 from .story_run import RUN_KEY
 
 COLOURS = torch.tensor([[1.0, 0.2, 0.2], [0.2, 0.5, 1.0], [0.2, 0.9, 0.3], [1.0, 0.8, 0.1],

@@ -11,11 +11,9 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from ..consistory_core import (StepClock, StepEvent, SubjectMaskTracker, anchor_mapping, keep_draw,
-                               plan_shared_keys, repeated_positions, shared_self_attention,
-                               subject_token_maps, token_grid, token_weights)
-from ..consistory_core.grid import downscale_of
-from ..consistory_core.sdsa import image_keys
+from ..consistory_core import (StepClock, StepEvent, SubjectMaskTracker, anchor_mapping, downscale_of,
+                               image_keys, keep_draw, plan_shared_keys, repeated_positions,
+                               shared_self_attention, subject_token_maps, token_grid, token_weights)
 from .host_attention import host_attention
 from .story_types import MaskSettings, StorySubject
 from .unet_layers import transformer_block
@@ -35,7 +33,6 @@ class StoryRun:
         self.sigma_start, self.sigma_end = sigma_range
         self.clock = StepClock()
         self.tracker = self._new_tracker()
-        self.last_latent_hw: tuple | None = None
         self._sigmas_seen = None
         self._plans: dict = {}
         self._weights: dict = {}
@@ -59,8 +56,6 @@ class StoryRun:
             if event is not StepEvent.SAME_STEP:
                 self.tracker.next_step()
                 self._plans.clear()
-            latent_hw = tuple(extra["original_shape"][2:])
-            self.last_latent_hw = latent_hw
         return self.clock.sigma
 
     def images_in(self, rows: int, extra: dict) -> int:

@@ -13,7 +13,6 @@ if ROOT not in sys.path:
     sys.path.append(ROOT)
 
 
-
 def naive_otsu_threshold(row, bins=256):
     """Otsu from scratch with Python loops on a list of floats.
 

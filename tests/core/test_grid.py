@@ -47,10 +47,12 @@ def test_non_grid_token_count_raises(latent, tokens):
 
 
 def test_downscale_of_when_latent_height_collapses():
-    """BUG: downscale_of only looks at the height, so when ceil(h/f) is the same for two
-    factors (latent height <= 2) it returns the smaller one. Latent (2, 20) at f=4 has a
-    1x5 grid; downscale_of returns 2 (whose grid is 1x10)."""
+    """Regression: when ceil(h/f) is the same for two factors (latent height <= 2) the
+    factor must still come from the whole grid. Latent (2, 20) at f=4 has a 1x5 grid;
+    a height-only search returned 2 (whose grid is 1x10)."""
     latent = (2, 20)
     assert token_grid(latent, 5) == (1, 5)
     f = downscale_of(latent, 5)
     assert (math.ceil(2 / f), math.ceil(20 / f)) == (1, 5), f"downscale_of returned {f}, expected 4"
+    assert f == 4
+    assert token_grid((1, 40), 10) == (1, 10) and downscale_of((1, 40), 10) == 4

@@ -28,7 +28,7 @@ def test_threshold_matches_naive_reference(naive_otsu):
     torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=1e-6)
 
 
-def test_threshold_rows_are_independent(naive_otsu):
+def test_threshold_rows_are_independent():
     """A row's threshold does not depend on the other rows in the batch."""
     x = _rows()
     alone = torch.stack([otsu_threshold(r[None])[0] for r in x])
@@ -108,17 +108,13 @@ def test_bimodal_mask_equals_high_component_up_to_split_bin():
     """Well separated modes: the mask is the high component, except low values lying in
     the upper half of the split bin (the documented bin-centre threshold with strict '>'
     classifies those as foreground, as skimage.filters.threshold_otsu does)."""
-    leaked_total = 0
     for seed in (3, 4, 5):
         x, truth = _bimodal(seed)
         t = otsu_threshold(x)
         mask = otsu_mask(x)
         for r in range(x.shape[0]):
             bin_width = float(x[r].max() - x[r].min()) / 256
-            leaked = mask[r] & ~truth[r]
-            leaked_total += int(leaked.sum())
-            assert (x[r][leaked] <= t[r] + bin_width / 2 + 1e-6).all()
-            expected = truth[r] | (x[r] > t[r])
-            assert torch.equal(mask[r], expected)
-            assert int(leaked.sum()) <= 3
-    assert leaked_total < 9 * 3
+            assert mask[r][truth[r]].all()
+            leaked = x[r][mask[r] & ~truth[r]]
+            assert leaked.numel() <= 3
+            assert ((leaked > t[r]) & (leaked <= t[r] + bin_width / 2 + 1e-6)).all()

@@ -269,11 +269,9 @@ def test_bias_mask_layout():
 
 
 def test_share_with_true_diagonal_does_not_double_own_keys():
-    """BUG (robustness): plan_shared_keys trusts share's diagonal. If share[i, i] is True
-    (a legal (N, N) bool matrix; only anchor_mapping guarantees a False diagonal), image i's
-    own subject keys enter its key set twice (own + pool), which changes the softmax. The
-    module docstring says the pool mask hides an image's own entries. Expected: same output
-    as with the diagonal cleared."""
+    """Regression: a share matrix with a True diagonal (legal input; only anchor_mapping
+    guarantees a False one) must not put an image's own subject keys in its key set twice
+    (own + pool): the output equals the naive reference, where own keys count once."""
     n, p = 2, 16
     q, k, v = _qkv(n, p=p, seed=5)
     subject = _uneven_masks(n, p, 5)

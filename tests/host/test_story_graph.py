@@ -102,3 +102,19 @@ def test_latent_batch_must_match_the_scenes(host, latents):
     from consistory_run.host import GraphError
     with pytest.raises(GraphError, match="latent batch has 2 images but the story has 3 prompts"):
         host.run(story_graph(batch_size=2))
+
+
+def test_an_attn1_replace_already_on_the_model_is_chained(host, latents):
+    """Another pack's attn1 replace under SDSA keeps running, and while sharing is on it is
+    given each image's own keys plus the subject keys it may see."""
+    from consistory_run.probes import Attn1ReplaceProbe
+    Attn1ReplaceProbe.calls.clear()
+    g = story_graph()
+    g["other"] = {"class_type": "ConsiStoryAttn1ReplaceProbe", "inputs": {"model": ["ckpt", 0]}}
+    g["sdsa"]["inputs"]["model"] = ["other", 0]
+    shared = run(host, latents, g)
+    assert Attn1ReplaceProbe.calls, "the existing replace was dropped"
+    assert any(keys > queries for queries, keys in Attn1ReplaceProbe.calls), "never given shared keys"
+    assert any(keys == queries for queries, keys in Attn1ReplaceProbe.calls), "first step is not plain"
+    g["sampler"]["inputs"]["model"] = ["other", 0]
+    assert not torch.allclose(shared, run(host, latents, g))
