@@ -5,8 +5,14 @@ SCENES = ["walking in a park", "reading a book", "cooking dinner"]
 def story_graph(scenes=SCENES, *, sdsa=True, end_percent=1.0, anchors=0, seed=1, steps=6,
                 width=128, height=96, subject="an old man with a hat", words="man, hat",
                 key="story", cfg=5.0, record_chunks=False, batch_size=None, ckpt=None,
-                sampler="euler", scheduler="normal", dropout=0.5, style="a photo of", negative="blurry"):
-    """The story graph; ``ckpt`` names a checkpoint for the stock loader, else the tiny model."""
+                sampler="euler", scheduler="normal", dropout=0.5, style="a photo of", negative="blurry",
+                blend=False, blend_end=0.1, inject=None, alpha=0.8):
+    """The story graph; ``ckpt`` names a checkpoint for the stock loader, else the tiny model.
+
+    blend: add ConsiStory Query Blend. inject: None, "fast" (one pass) or "exact" (a first
+    sampler, Collect Features, then a second sampler with the same seed that injects;
+    "sampler" is then the second one and "pass1" the first).
+    """
     loader = ({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}} if ckpt else
               {"class_type": "ConsiStoryTinySDXLCheckpoint", "inputs": {"weight_seed": 0}})
     g = {
@@ -30,9 +36,28 @@ def story_graph(scenes=SCENES, *, sdsa=True, end_percent=1.0, anchors=0, seed=1,
             "model": ["ckpt", 0], "subject": ["story", 1], "dropout": dropout, "dropout_seed": 0,
             "anchors": anchors, "start_percent": 0.0, "end_percent": end_percent,
             "blocks": "output (paper)"}}
-    if record_chunks:
-        g["chunks"] = {"class_type": "ConsiStoryChunkRecorder", "inputs": {"model": g["sampler"]["inputs"]["model"]}}
-        g["sampler"]["inputs"]["model"] = ["chunks", 0]
+    if sdsa and blend:
+        g["blend"] = {"class_type": "ConsiStoryQueryBlend", "inputs": {
+            "model": ["sdsa", 0], "start_strength": 0.9, "end_strength": 0.82, "end_percent": blend_end}}
+        g["sampler"]["inputs"]["model"] = ["blend", 0]
+    if sdsa and inject:
+        shared = g["sampler"]["inputs"]["model"]
+        g["inject"] = {"class_type": "ConsiStoryFeatureInjection", "inputs": {
+            "model": shared, "alpha": alpha, "start_percent": 0.1, "end_percent": 0.33,
+            "dift_timestep": 261, "dift_noise_seed": 0}}
+        if inject == "exact":
+            g["pass1"] = {"class_type": "KSampler", "inputs": dict(g["sampler"]["inputs"])}
+            g["collect"] = {"class_type": "ConsiStoryCollectFeatures", "inputs": {
+                "model": shared, "samples": ["pass1", 0]}}
+            g["inject"]["inputs"]["features"] = ["collect", 0]
+            g["pass1_capture"] = {"class_type": "ConsiStoryLatentCapture", "inputs": {
+                "samples": ["pass1", 0], "key": key + "_pass1"}}
+        g["sampler"]["inputs"]["model"] = ["inject", 0]
+    if record_chunks:  # on the loaded model, so every pass of the pack's wrappers is counted
+        g["chunks"] = {"class_type": "ConsiStoryChunkRecorder", "inputs": {"model": ["ckpt", 0]}}
+        for node in g.values():
+            if node["inputs"].get("model") == ["ckpt", 0] and node is not g["chunks"]:
+                node["inputs"]["model"] = ["chunks", 0]
     return g
 
 

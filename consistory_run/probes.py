@@ -39,7 +39,8 @@ class MaskCapture:
 
 
 class ChunkRecorder:
-    """MODEL -> MODEL: records ``len(cond_or_uncond)`` of every UNet call into ``calls``."""
+    """MODEL -> MODEL: records ``len(cond_or_uncond)`` of every UNet call into ``calls``
+    (chaining any wrapper already on the model)."""
     calls: list = []
 
     @classmethod
@@ -52,9 +53,12 @@ class ChunkRecorder:
 
     def patch(self, model):
         m = model.clone()
+        previous = m.model_options.get("model_function_wrapper")
 
         def wrapper(apply_model, args):
             ChunkRecorder.calls.append(len(args["cond_or_uncond"]))
+            if previous is not None:
+                return previous(apply_model, args)
             return apply_model(args["input"], args["timestep"], **args["c"])
 
         m.set_model_unet_function_wrapper(wrapper)

@@ -1,5 +1,8 @@
 """ComfyUI glue of the pack: one module per node, the run state in story_run."""
+from .collect_features import CollectFeatures
+from .feature_injection import FeatureInjection
 from .mask_preview import MaskPreview
+from .query_blend import QueryBlend
 from .sdsa import SubjectDrivenSelfAttention
 from .story_prompts import StoryPrompts
 from .subject_masks import SubjectMaskSettings
@@ -9,6 +12,9 @@ NODE_CLASS_MAPPINGS = {
     "ConsiStorySubjectMasks": SubjectMaskSettings,
     "ConsiStorySDSA": SubjectDrivenSelfAttention,
     "ConsiStoryMaskPreview": MaskPreview,
+    "ConsiStoryQueryBlend": QueryBlend,
+    "ConsiStoryFeatureInjection": FeatureInjection,
+    "ConsiStoryCollectFeatures": CollectFeatures,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -16,4 +22,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ConsiStorySubjectMasks": "ConsiStory Subject Masks",
     "ConsiStorySDSA": "ConsiStory SDSA (shared attention)",
     "ConsiStoryMaskPreview": "ConsiStory Mask Preview",
+    "ConsiStoryQueryBlend": "ConsiStory Query Blend",
+    "ConsiStoryFeatureInjection": "ConsiStory Feature Injection",
+    "ConsiStoryCollectFeatures": "ConsiStory Collect Features",
 }

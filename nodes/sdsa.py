@@ -2,9 +2,13 @@
 (paper §4.1, dropout §4.2, anchors §4.4)."""
 from __future__ import annotations
 
+import torch
+
 from .story_run import RUN_KEY, StoryRun
 from .story_types import MASK_SETTINGS_TYPE, SUBJECT_TYPE, MaskSettings
-from .unet_layers import BLOCK_GROUPS, attention_positions
+from .unet_layers import BLOCK_GROUPS, attention_positions, first_upsampled_block
+
+DIFT_TIMESTEP = 261  # of 1000: where the paper takes its DIFT features (§4.3)
 
 
 def existing_attn1_replace(model_options: dict, position: tuple):
@@ -52,13 +56,19 @@ class SubjectDrivenSelfAttention:
         diffusion_model = m.model.diffusion_model
         run = StoryRun(subject, mask_settings or MaskSettings(), diffusion_model, dropout,
                        dropout_seed, anchors,
-                       (sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)))
+                       (sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)),
+                       dift_block=first_upsampled_block(diffusion_model),
+                       dift_sigma=float(sampling.sigma(torch.tensor(float(DIFT_TIMESTEP)))))
         m.model_options.setdefault("transformer_options", {})[RUN_KEY] = run
 
         def record(n, context, value, extra):
             return run.record(n, context, value, extra)
 
+        def capture(h, hsp, extra):
+            return run.capture_features(h, hsp, extra)
+
         m.set_model_attn2_patch(record)
+        m.set_model_output_block_patch(capture)
         for position in attention_positions(diffusion_model, BLOCK_GROUPS[blocks]):
             previous = existing_attn1_replace(m.model_options, position)
 

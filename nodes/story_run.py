@@ -8,6 +8,8 @@ may run cond and uncond in one call or in two.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import rearrange
 
@@ -19,11 +21,16 @@ from .story_types import MaskSettings, StorySubject
 from .unet_layers import transformer_block
 
 RUN_KEY = "consistory_run"
+# Per-call keys in transformer_options, set by the pack's wrappers on their extra passes.
+PHASE_KEY = "consistory_phase"          # None (the sampler's own pass), "vanilla" or "dift"
+VANILLA_QUERIES_KEY = "consistory_vanilla_queries"  # layer -> q of the vanilla pass
+BLEND_KEY = "consistory_query_blend"     # s: q = s*q_vanilla + (1-s)*q
 
 
 class StoryRun:
     def __init__(self, subject: StorySubject, masks: MaskSettings, diffusion_model,
-                 dropout: float, dropout_seed: int, anchors: int, sigma_range: tuple):
+                 dropout: float, dropout_seed: int, anchors: int, sigma_range: tuple,
+                 dift_block: int | None = None, dift_sigma: float | None = None):
         self.subject = subject
         self.settings = masks
         self.diffusion_model = diffusion_model
@@ -31,8 +38,10 @@ class StoryRun:
         self.dropout_seed = dropout_seed
         self.share = anchor_mapping(subject.images, anchors)
         self.sigma_start, self.sigma_end = sigma_range
+        self.dift_block, self.dift_sigma = dift_block, dift_sigma
         self.clock = StepClock()
-        self.tracker = self._new_tracker()
+        self.runs = 0  # how many runs this model has started; a new run resets the state below
+        self._reset_run()
         self._sigmas_seen = None
         self._plans: dict = {}
         self._weights: dict = {}
@@ -40,23 +49,38 @@ class StoryRun:
     def __deepcopy__(self, memo):
         return self
 
-    def _new_tracker(self) -> SubjectMaskTracker:
-        return SubjectMaskTracker(self.subject.word_subject, self.settings.window,
-                                  self.settings.threshold_scale)
+    def _reset_run(self) -> None:
+        self.tracker = SubjectMaskTracker(self.subject.word_subject, self.settings.window,
+                                          self.settings.threshold_scale)
+        self._dift_above = self._dift_below = None  # (sigma, cond features) around dift_sigma
+        self.phase_features = None  # DIFT features of the last "dift" pass
 
     # -- steps -------------------------------------------------------------------------
-    def sync(self, extra: dict) -> float:
-        """Follow the schedule from the sigmas of this call; returns the current sigma."""
-        sigmas = extra["sigmas"]
+    def sync(self, sigmas) -> float:
+        """Follow the schedule from the sigmas (B,) of a sampler's call; returns the sigma."""
         if sigmas is not self._sigmas_seen:
             self._sigmas_seen = sigmas
             event = self.clock.observe(float(sigmas[0]))
             if event is StepEvent.NEW_RUN:
-                self.tracker = self._new_tracker()
+                self.runs += 1
+                self._reset_run()
             if event is not StepEvent.SAME_STEP:
                 self.tracker.next_step()
                 self._plans.clear()
         return self.clock.sigma
+
+    def sync_patch(self, extra: dict) -> float:
+        """Patches follow the schedule on the sampler's passes; extra passes (vanilla
+        queries, DIFT features) run at the current step or off-schedule and leave it alone."""
+        return self.clock.sigma if extra.get(PHASE_KEY) else self.sync(extra["sigmas"])
+
+    def cond_rows(self, rows: int, extra: dict):
+        """Rows of the (first) cond chunk in a call, or None when the call has none."""
+        order = list(extra["cond_or_uncond"])
+        if 0 not in order:
+            return None
+        images = self.images_in(rows, extra)
+        return slice(order.index(0) * images, (order.index(0) + 1) * images)
 
     def images_in(self, rows: int, extra: dict) -> int:
         chunks = len(extra["cond_or_uncond"])
@@ -70,15 +94,14 @@ class StoryRun:
     # -- subject masks (attn2 patch) --------------------------------------------------------
     def record(self, n, context, value, extra):
         """attn2 patch: record the cond chunk's subject maps on the mask layers."""
-        self.sync(extra)
+        self.sync_patch(extra)
         latent_hw = tuple(extra["original_shape"][2:])
-        if n.shape[0] != extra["original_shape"][0] or downscale_of(latent_hw, n.shape[1]) not in self.settings.downscales:
+        if (extra.get(PHASE_KEY) or n.shape[0] != extra["original_shape"][0]
+                or downscale_of(latent_hw, n.shape[1]) not in self.settings.downscales):
             return n, context, value
-        order = list(extra["cond_or_uncond"])
-        if 0 not in order:
+        rows = self.cond_rows(n.shape[0], extra)
+        if rows is None:
             return n, context, value
-        images = self.images_in(n.shape[0], extra)
-        rows = slice(order.index(0) * images, (order.index(0) + 1) * images)
         attn2 = transformer_block(self.diffusion_model, *extra["block"], extra["block_index"]).attn2
         q = attn2.to_q(n[rows])
         k = attn2.to_k(context[rows])
@@ -119,8 +142,15 @@ class StoryRun:
 
     def attend(self, q, k, v, extra, previous=None):
         """attn1 replace: q, k, v (B_total, P, heads*d) -> (B_total, P, heads*d)."""
-        sigma = self.sync(extra)
+        sigma = self.sync_patch(extra)
         attention = previous or host_attention
+        layer = (*extra["block"], extra["block_index"])
+        if extra.get(PHASE_KEY) == "vanilla":  # query blending's pass: keep q, share nothing
+            extra[VANILLA_QUERIES_KEY][layer] = q
+            return attention(q, k, v, extra)
+        if extra.get(BLEND_KEY) is not None and layer in extra[VANILLA_QUERIES_KEY]:
+            s = extra[BLEND_KEY]
+            q = s * extra[VANILLA_QUERIES_KEY][layer] + (1 - s) * q
         if not self.active(sigma) or q.shape[0] != extra["original_shape"][0]:
             return attention(q, k, v, extra)  # inactive, or another patch reshaped the batch
         images = self.images_in(q.shape[0], extra)
@@ -142,3 +172,32 @@ class StoryRun:
                                 for i in range(images)])
             out.append(oc)
         return torch.cat(out)
+
+    # -- DIFT features (output block patch) ---------------------------------------------------
+    def capture_features(self, h, hsp, extra):
+        """output_block_patch: keep the cond chunk's input of output block ``dift_block``
+        (the first up block's output, after its upsampler): from a "dift" pass, and on the
+        sampler's own passes at the steps around ``dift_sigma``."""
+        if extra["block"] != ("output", self.dift_block) or h.shape[0] != extra["original_shape"][0]:
+            return h, hsp
+        rows = self.cond_rows(h.shape[0], extra)
+        if rows is None:
+            return h, hsp
+        phase = extra.get(PHASE_KEY)
+        if phase == "dift":
+            self.phase_features = h[rows]
+        elif phase is None and self.dift_sigma is not None:
+            sigma = self.sync_patch(extra)
+            if sigma >= self.dift_sigma:
+                self._dift_above = (sigma, h[rows])
+            elif self._dift_below is None:
+                self._dift_below = (sigma, h[rows])
+        return h, hsp
+
+    def recorded_features(self):
+        """(sigma, features (N, C, h, w)) of the run's step closest to dift_sigma, or None."""
+        found = [x for x in (self._dift_above, self._dift_below) if x is not None]
+        if not found:
+            return None
+        target = math.log(self.dift_sigma)
+        return min(found, key=lambda x: abs(math.log(x[0]) - target))

@@ -37,3 +37,18 @@ class MaskSettings:
     @property
     def downscales(self) -> tuple:
         return self.RESOLUTIONS[self.resolution]
+
+FEATURES_TYPE = "CONSISTORY_FEATURES"
+
+
+@dataclass(frozen=True)
+class CorrespondenceFeatures:
+    """What a first sampler run leaves for feature injection in a second one (§4.3).
+
+    features (N, C, h, w): DIFT features of the cond half at ``sigma``, smoothed;
+    mask_maps (N, K, h0, w0): the run's final window-mean subject maps.
+    """
+    features: object
+    mask_maps: object
+    sigma: float
+    latent_hw: tuple

@@ -41,3 +41,12 @@ def transformer_block(diffusion_model, name: str, block_id: int, index: int):
     """The BasicTransformerBlock at a position (its .attn1 / .attn2 are the attention modules)."""
     block = dict(((n, i), b) for n, i, b in _blocks(diffusion_model))[(name, block_id)]
     return _transformer(block).transformer_blocks[index]
+
+
+def first_upsampled_block(diffusion_model) -> int:
+    """Id of the output block whose input is the first up block's output after its
+    upsampler (where DIFT features are read; 3 in SDXL)."""
+    for i, block in enumerate(diffusion_model.output_blocks):
+        if any(type(m).__name__ == "Upsample" for m in block):
+            return i + 1
+    raise ValueError("the UNet has no upsampling output block")

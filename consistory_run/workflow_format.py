@@ -1,0 +1,124 @@
+"""API-format graphs -> ComfyUI UI-format workflow files (what drag-and-drop loads).
+
+Widget order and socket types come from the host's own node classes (INPUT_TYPES,
+RETURN_TYPES), so a file matches the nodes it names. Seeds named ``seed`` or
+``noise_seed`` carry the frontend's extra "control after generate" value.
+"""
+from __future__ import annotations
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+SEED_WIDGETS = {"seed", "noise_seed"}
+COLUMN, ROW, MARGIN = 400, 40, 40
+
+
+def input_specs(node_class) -> list[tuple[str, object, dict]]:
+    spec = node_class.INPUT_TYPES()
+    out = []
+    for section in ("required", "optional"):
+        for name, value in spec.get(section, {}).items():
+            out.append((name, value[0], value[1] if len(value) > 1 else {}))
+    return out
+
+
+def is_widget(kind) -> bool:
+    return isinstance(kind, (list, tuple)) or kind in WIDGET_TYPES
+
+
+def is_link(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
+
+
+def _depths(api: dict) -> dict:
+    depth: dict = {}
+
+    def of(key):
+        if key not in depth:
+            sources = [v[0] for v in api[key]["inputs"].values() if is_link(v)]
+            depth[key] = 1 + max((of(s) for s in sources), default=-1)
+        return depth[key]
+
+    for key in api:
+        of(key)
+    return depth
+
+
+def _height(node_class) -> int:
+    specs = input_specs(node_class)
+    lines = len(specs) + len(node_class.RETURN_TYPES)
+    tall = sum(1 for _, kind, opts in specs if kind == "STRING" and opts.get("multiline"))
+    return 60 + 26 * lines + 90 * tall
+
+
+def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=()) -> tuple[dict, dict]:
+    """(UI workflow, API twin keyed by the UI node ids) of an API graph with named keys.
+
+    classes: node type -> class; titles: api key -> node title; groups: (title, [api keys]).
+    """
+    titles = titles or {}
+    depth = _depths(api)
+    order = sorted(api, key=lambda k: (depth[k], list(api).index(k)))
+    ids = {key: i + 1 for i, key in enumerate(order)}
+    pos, heights, column_y = {}, {}, {}
+    for key in order:
+        d = depth[key]
+        heights[key] = _height(classes[api[key]["class_type"]])
+        pos[key] = [MARGIN + d * COLUMN, column_y.get(d, MARGIN)]
+        column_y[d] = pos[key][1] + heights[key] + ROW
+
+    links, outputs_links = [], {}
+    nodes = []
+    for key in order:
+        node = api[key]
+        cls = classes[node["class_type"]]
+        ui_inputs, widgets = [], []
+        sockets = [(n, k, o) for n, k, o in input_specs(cls) if not is_widget(k)]
+        for name, kind, _ in sockets:
+            ui_inputs.append({"name": name, "type": kind, "link": None})
+        for name, kind, opts in input_specs(cls):
+            value = node["inputs"].get(name, opts.get("default"))
+            if not is_widget(kind):
+                continue
+            if is_link(value):
+                ui_inputs.append({"name": name, "type": kind if isinstance(kind, str) else "COMBO",
+                                  "link": None, "widget": {"name": name}})
+                value = opts.get("default")
+            widgets.append(value)
+            if name in SEED_WIDGETS:
+                widgets.append("fixed")
+        for slot, entry in enumerate(ui_inputs):
+            value = node["inputs"].get(entry["name"])
+            if is_link(value):
+                src, src_slot = value
+                link_id = len(links) + 1
+                kind = classes[api[src]["class_type"]].RETURN_TYPES[src_slot]
+                links.append([link_id, ids[src], src_slot, ids[key], slot, kind])
+                outputs_links.setdefault((src, src_slot), []).append(link_id)
+                entry["link"] = link_id
+        names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
+        ui = {"id": ids[key], "type": node["class_type"], "pos": pos[key], "size": [COLUMN - 60, heights[key]],
+              "flags": {}, "order": order.index(key), "mode": 0, "inputs": ui_inputs,
+              "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}
+                          for i, (n, t) in enumerate(zip(names, cls.RETURN_TYPES))],
+              "properties": {"Node name for S&R": node["class_type"]}, "widgets_values": widgets}
+        if key in titles:
+            ui["title"] = titles[key]
+        nodes.append(ui)
+    for ui in nodes:
+        key = order[ui["id"] - 1]
+        for out in ui["outputs"]:
+            out["links"] = outputs_links.get((key, out["slot_index"]), [])
+    ui_groups = []
+    for title, keys in groups:
+        xs = [pos[k][0] for k in keys]
+        ys = [pos[k][1] for k in keys]
+        bottom = max(pos[k][1] + heights[k] for k in keys)
+        ui_groups.append({"title": title, "bounding": [min(xs) - 20, min(ys) - 60,
+                                                       max(xs) - min(xs) + COLUMN - 20, bottom - min(ys) + 80],
+                          "color": "#3f789e", "font_size": 22, "flags": {}})
+    workflow = {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
+                "groups": ui_groups, "config": {}, "extra": {}, "version": 0.4}
+    twin = {str(ids[k]): {"class_type": api[k]["class_type"],
+                          "inputs": {n: ([str(ids[v[0]]), v[1]] if is_link(v) else v)
+                                     for n, v in api[k]["inputs"].items()}}
+            for k in order}
+    return workflow, twin

@@ -1,0 +1,38 @@
+"""ConsiStory Collect Features: DIFT features and final masks of a finished sampler run,
+for exact (two-pass) feature injection."""
+from __future__ import annotations
+
+from ..consistory_core.correspondence import gaussian_smooth
+from .story_types import FEATURES_TYPE, CorrespondenceFeatures
+from .unet_wrappers import story_run
+
+
+class CollectFeatures:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The ConsiStory model the first sampler used."}),
+            "samples": ("LATENT", {"tooltip": "The first sampler's output: makes this node run after it."}),
+        }}
+
+    RETURN_TYPES = (FEATURES_TYPE,)
+    RETURN_NAMES = ("features",)
+    FUNCTION = "collect"
+    CATEGORY = "ConsiStory"
+    DESCRIPTION = ("After a first sampler run: its DIFT features (t≈261) and final subject masks, "
+                   "for ConsiStory Feature Injection in a second run with the same seed.")
+
+    def collect(self, model, samples):
+        run = story_run(model, "ConsiStory Collect Features")
+        recorded = run.recorded_features()
+        maps = run.tracker.snapshot()
+        if recorded is None or maps is None:
+            raise ValueError("ConsiStory Collect Features: the run recorded no features; connect the "
+                             "output of a sampler that used this model")
+        sigma, features = recorded
+        latent = samples["samples"]
+        if features.shape[0] != latent.shape[0]:
+            raise ValueError(f"ConsiStory Collect Features: features of {features.shape[0]} images "
+                             f"but the samples have {latent.shape[0]}")
+        return (CorrespondenceFeatures(gaussian_smooth(features.float()), maps, sigma,
+                                       tuple(latent.shape[2:])),)

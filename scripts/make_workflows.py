@@ -1,0 +1,41 @@
+"""Writes workflows/NAME.json (UI format, for drag-and-drop) and workflows/api/NAME.json
+(API format, for /prompt) from consistory_run.example_workflows.
+
+    .venv/bin/python scripts/make_workflows.py
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO))
+
+
+def render(host) -> dict:
+    """name -> (ui json text, api json text)."""
+    from consistory_run.example_workflows import WORKFLOWS
+    from consistory_run.workflow_format import api_to_ui
+    out = {}
+    for name, build in WORKFLOWS.items():
+        graph, titles, groups = build()
+        ui, api = api_to_ui(graph, host.nodes.NODE_CLASS_MAPPINGS, titles, groups)
+        out[name] = (json.dumps(ui, indent=1) + "\n", json.dumps(api, indent=1) + "\n")
+    return out
+
+
+def main() -> None:
+    from consistory_run.host import Host
+    host = Host.start()
+    host.load_pack(Path(tempfile.mkdtemp()) / "custom_nodes")
+    (REPO / "workflows" / "api").mkdir(parents=True, exist_ok=True)
+    for name, (ui, api) in render(host).items():
+        (REPO / "workflows" / f"{name}.json").write_text(ui)
+        (REPO / "workflows" / "api" / f"{name}.json").write_text(api)
+        print(f"workflows/{name}.json, workflows/api/{name}.json")
+
+
+if __name__ == "__main__":
+    main()
