@@ -20,11 +20,22 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-CONFIGS = ["vanilla", "sdsa", "sdsa+blend", "sdsa+blend+inject(fast)", "sdsa+blend+inject(exact)"]
+CONFIGS = ["vanilla", "sdsa", "sdsa+blend", "sdsa+blend+inject(fast)", "sdsa+blend+inject(exact)",
+           "2 anchors + N in one batch", "N reusing 2 anchors (bank)"]
+ANCHORS = 2
+
+
+def story_subject(classes, n: int):
+    story_types = sys.modules[classes["ConsiStorySDSA"].__module__.rsplit(".", 1)[0] + ".story_types"]
+    return story_types.StorySubject(prompts=tuple(f"scene {i}" for i in range(n)),
+                                    subjects=(("a man with a hat", ("man", "hat")),),
+                                    positions=tuple(((5,), (8,)) for _ in range(n)),
+                                    word_subject=(0, 0), token_length=77)
 
 
 def build(args):
-    """(host node classes, base model, positive, negative, subject, latent, noise)."""
+    """(host node classes, base model, positive, negative, latent, noise) for N + 2 images;
+    the first 2 rows are the anchors of the anchor configurations."""
     import torch
     from consistory_run import tiny_models
     from consistory_run.host import Host
@@ -42,18 +53,13 @@ def build(args):
     unet_config = model.model.model_config.unet_config
     ctx, pooled = unet_config["context_dim"], unet_config["adm_in_channels"] - 6 * 256
     gen = torch.Generator().manual_seed(0)
-    n = args.images
+    n = args.images + ANCHORS
     positive = [[torch.randn(n, 77, ctx, generator=gen), {"pooled_output": torch.randn(n, pooled, generator=gen)}]]
     negative = [[torch.randn(1, 77, ctx, generator=gen), {"pooled_output": torch.randn(1, pooled, generator=gen)}]]
-    story_types = sys.modules[classes["ConsiStorySDSA"].__module__.rsplit(".", 1)[0] + ".story_types"]
-    subject = story_types.StorySubject(prompts=tuple(f"scene {i}" for i in range(n)),
-                                       subjects=(("a man with a hat", ("man", "hat")),),
-                                       positions=tuple(((5,), (8,)) for _ in range(n)),
-                                       word_subject=(0, 0), token_length=77)
     latent = torch.zeros(n, 4, args.size // 8, args.size // 8)
     import comfy.sample
     noise = comfy.sample.prepare_noise(latent, 1)
-    return classes, model, positive, negative, subject, latent, noise
+    return classes, model, positive, negative, latent, noise
 
 
 def main() -> None:
@@ -68,18 +74,28 @@ def main() -> None:
     a = p.parse_args()
     configs = a.configs.split(",")
 
-    classes, base, positive, negative, subject, latent, noise = build(a)
+    classes, base, positive_all, negative, latent_all, noise_all = build(a)
     import comfy.sample
     import torch
     from consistory_run.probes import ChunkRecorder
+    k, n = ANCHORS, a.images
+    rows = lambda cond, r: [[cond[0][0][r], {"pooled_output": cond[0][1]["pooled_output"][r]}]]
+    positive, latent, noise = rows(positive_all, slice(k, None)), latent_all[k:], noise_all[k:]
     (counted,) = ChunkRecorder().patch(base)
-    (sdsa,) = classes["ConsiStorySDSA"]().patch(counted, subject, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+    sdsa_node = classes["ConsiStorySDSA"]()
+    (sdsa,) = sdsa_node.patch(counted, story_subject(classes, n), 0.5, 0, 0, 0.0, 1.0, "output (paper)")
     (blend,) = classes["ConsiStoryQueryBlend"]().patch(sdsa, 0.9, 0.82, 0.1)
     (fast,) = classes["ConsiStoryFeatureInjection"]().patch(blend, 0.8, 0.1, 0.33, 261, 0)
 
-    def sample(m):
-        return comfy.sample.sample(m, noise, a.steps, 5.0, "ddim", "ddim_uniform", positive, negative,
-                                   latent, seed=1, disable_pbar=True)
+    def sample(m, pos=positive, lat=latent, noi=noise):
+        return comfy.sample.sample(m, noi, a.steps, 5.0, "ddim", "ddim_uniform", pos, negative,
+                                   lat, seed=1, disable_pbar=True)
+
+    (in_batch,) = sdsa_node.patch(counted, story_subject(classes, k + n), 0.5, 0, k, 0.0, 1.0, "output (paper)")
+    (anchors_only,) = sdsa_node.patch(counted, story_subject(classes, k), 0.5, 0, k, 0.0, 1.0, "output (paper)")
+    first = sample(anchors_only, rows(positive_all, slice(0, k)), latent_all[:k], noise_all[:k])
+    (bank,) = classes["ConsiStoryAnchorBank"]().make(anchors_only, {"samples": first})
+    (reuse,) = classes["ConsiStoryUseAnchors"]().patch(counted, bank, story_subject(classes, n), False)
 
     def exact():
         first = sample(blend)
@@ -89,7 +105,9 @@ def main() -> None:
 
     runs = {"vanilla": lambda: sample(counted), "sdsa": lambda: sample(sdsa),
             "sdsa+blend": lambda: sample(blend), "sdsa+blend+inject(fast)": lambda: sample(fast),
-            "sdsa+blend+inject(exact)": exact}
+            "sdsa+blend+inject(exact)": exact,
+            "2 anchors + N in one batch": lambda: sample(in_batch, positive_all, latent_all, noise_all),
+            "N reusing 2 anchors (bank)": lambda: sample(reuse)}
     seconds = {c: [] for c in configs}
     calls = {}
     with torch.inference_mode():
@@ -101,7 +119,7 @@ def main() -> None:
                 runs[c]()
                 seconds[c].append(time.perf_counter() - start)
                 calls[c] = len(ChunkRecorder.calls)
-    result = {"unet": a.unet, "images": a.images, "size": a.size, "steps": a.steps, "repeats": a.repeats,
+    result = {"unet": a.unet, "images": n, "bank_bytes": sum(t.numel() * t.element_size() for t in bank.tensors().values()), "size": a.size, "steps": a.steps, "repeats": a.repeats,
               "sampler": "ddim/ddim_uniform, cfg 5 (cond+uncond in one call)", "configs": {}}
     print(f"{a.unet} SDXL-shaped UNet (random weights), {a.images} images {a.size}x{a.size}, {a.steps} steps, "
           f"median of {a.repeats} interleaved repeats")

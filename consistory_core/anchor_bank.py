@@ -54,15 +54,19 @@ class AnchorBank:
                 "scheduler, steps and denoise")
         return self.inputs[i]
 
-    def check_model(self, family: str, latent_channels: int, context_dim: int) -> None:
-        want = (self.info.get("model_family"), self.info.get("latent_channels"), self.info.get("context_dim"))
-        have = (family, latent_channels, context_dim)
+    def check_model(self, model_family: str, context_dim: int) -> None:
+        want = (self.info.get("model_family"), self.info.get("context_dim"))
+        have = (model_family, context_dim)
         if want != have:
-            names = ("model family", "latent channels", "text context width")
+            names = ("model family", "text context width")
             diff = "; ".join(f"{n}: bank {w}, model {h}" for n, w, h in zip(names, want, have) if w != h)
             raise BankError(f"the bank was made with another kind of model ({diff})")
 
-    def check_latent(self, latent_hw: tuple) -> None:
+    def check_latent(self, latent_shape: tuple) -> None:
+        """latent_shape (C, h, w) of the sampler's latents."""
+        channels, *latent_hw = latent_shape
+        if channels != self.inputs.shape[2]:
+            raise BankError(f"the bank has {self.inputs.shape[2]}-channel latents, this run {channels}")
         if tuple(latent_hw) != self.latent_hw:
             h, w = self.latent_hw
             raise BankError(f"the bank was made at {w * 8}x{h * 8} px (latent {h}x{w}); this run is "
@@ -87,7 +91,9 @@ class AnchorBank:
         return meta
 
     def save(self, path) -> None:
+        from pathlib import Path
         from safetensors.torch import save_file
+        Path(path).unlink(missing_ok=True)  # save_file does not shorten an existing file
         save_file(self.tensors(), str(path), metadata=self.metadata())
 
     @classmethod

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .dropout import step_seed
 from .otsu import otsu_threshold
+
+DIFT_NOISE_STREAM = 261  # separates these draws from the dropout draws of the same seed
 
 
 def gaussian_smooth(features: torch.Tensor, kernel: int = 3, sigma: float = 1.0) -> torch.Tensor:
@@ -29,6 +32,16 @@ def gaussian_smooth(features: torch.Tensor, kernel: int = 3, sigma: float = 1.0)
     pad = kernel // 2
     padded = F.pad(features, (pad, pad, pad, pad), mode="reflect")
     return F.conv2d(padded, weight.expand(c, 1, kernel, kernel).contiguous(), groups=c)
+
+
+def image_noise(seed: int, shape: tuple, images: int, offset: int = 0) -> torch.Tensor:
+    """Gaussian noise (images, *shape) for re-noising to the DIFT timestep. Image i's noise
+    depends only on (seed, offset + i), so an image gets the same noise in any batch."""
+    out = torch.empty(images, *shape)
+    for i in range(images):
+        gen = torch.Generator().manual_seed(step_seed(seed, DIFT_NOISE_STREAM, 0, offset + i))
+        out[i] = torch.randn(shape, generator=gen)
+    return out
 
 
 @dataclass

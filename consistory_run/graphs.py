@@ -78,3 +78,30 @@ def with_saved_images(g, prefix="story"):
     g["save_images"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": prefix}}
     g["save_masks"] = {"class_type": "SaveImage", "inputs": {"images": ["masks", 1], "filename_prefix": prefix + "_masks"}}
     return g
+
+
+def make_subject_graph(scenes, anchors=2, prefix="subject", **kw):
+    """Anchors only: sample them with SDSA (anchors = k), then Anchor Bank -> Save Anchor Bank."""
+    g = story_graph(scenes, anchors=anchors, **kw)
+    g["bank"] = {"class_type": "ConsiStoryAnchorBank", "inputs": {
+        "model": g["sampler"]["inputs"]["model"], "samples": ["sampler", 0]}}
+    g["save_bank"] = {"class_type": "ConsiStorySaveAnchorBank", "inputs": {"bank": ["bank", 0], "filename_prefix": prefix}}
+    return g
+
+
+def reuse_subject_graph(scenes, bank_name, anchors=2, share_new=False, **kw):
+    """New scenes with a saved subject: Load Anchor Bank -> Use Anchors; the latents are rows
+    anchors.. of an (anchors + new) batch, so each new image gets the noise it would have
+    had in one batch after the anchors."""
+    g = story_graph(scenes, **kw)
+    g["load_bank"] = {"class_type": "ConsiStoryLoadAnchorBank", "inputs": {"bank_name": bank_name}}
+    g["sdsa"] = {"class_type": "ConsiStoryUseAnchors", "inputs": {
+        "model": g["sdsa"]["inputs"]["model"], "bank": ["load_bank", 0], "subject": ["story", 1],
+        "share_new": share_new}}
+    g["latent"]["inputs"]["batch_size"] = anchors + len(scenes)
+    g["new_rows"] = {"class_type": "LatentFromBatch", "inputs": {
+        "samples": ["latent", 0], "batch_index": anchors, "length": len(scenes)}}
+    for node in g.values():
+        if node["inputs"].get("latent_image") == ["latent", 0]:
+            node["inputs"]["latent_image"] = ["new_rows", 0]
+    return g

@@ -38,6 +38,23 @@ class MaskCapture:
         return {}
 
 
+class ImageCapture:
+    """Output node: keeps a copy of an IMAGE in ``LatentCapture.store[key]``."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "key": ("STRING", {"default": "image"})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "capture"
+    OUTPUT_NODE = True
+    CATEGORY = "ConsiStory/testing"
+
+    def capture(self, image, key):
+        LatentCapture.store[key] = image.detach().clone()
+        return {}
+
+
 class ChunkRecorder:
     """MODEL -> MODEL: records ``len(cond_or_uncond)`` of every UNet call into ``calls``
     (chaining any wrapper already on the model)."""
@@ -97,4 +114,5 @@ class Attn1ReplaceProbe:
 
 NODE_CLASS_MAPPINGS = {"ConsiStoryAttn1ReplaceProbe": Attn1ReplaceProbe,
                        "ConsiStoryLatentCapture": LatentCapture, "ConsiStoryMaskCapture": MaskCapture,
+                       "ConsiStoryImageCapture": ImageCapture,
                        "ConsiStoryChunkRecorder": ChunkRecorder}

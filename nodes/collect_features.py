@@ -31,8 +31,8 @@ class CollectFeatures:
                              "output of a sampler that used this model")
         sigma, features = recorded
         latent = samples["samples"]
-        if features.shape[0] != latent.shape[0]:
-            raise ValueError(f"ConsiStory Collect Features: features of {features.shape[0]} images "
-                             f"but the samples have {latent.shape[0]}")
+        if features.shape[0] != latent.shape[0] + run.replayed:
+            raise ValueError(f"ConsiStory Collect Features: features of {features.shape[0] - run.replayed} "
+                             f"images but the samples have {latent.shape[0]}")
         return (CorrespondenceFeatures(gaussian_smooth(features.float()), maps, sigma,
                                        tuple(latent.shape[2:])),)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from ..consistory_core import downscale_of, masks_from_maps, token_grid
-from ..consistory_core.correspondence import gaussian_smooth, inject, plan_injection
-from .story_run import PHASE_KEY
+from ..consistory_core.correspondence import gaussian_smooth, image_noise, inject, plan_injection
+from .story_run import DIFT_NOISE_SEED_KEY, PHASE_KEY
 from .story_types import FEATURES_TYPE
 from .unet_wrappers import chained, phase_of, story_run, with_options
 
@@ -122,21 +122,21 @@ def one_pass_wrapper(injector: Injector, previous, dift_sigma: float, noise_seed
         if phase_of(args) is not None:
             return previous(apply_model, args)
         sigma = run.sync(args["timestep"])
-        rows = run.cond_rows(args["input"].shape[0], {"cond_or_uncond": args["cond_or_uncond"]})
+        rows = run.cond_rows(args["input"].shape[0], {"cond_or_uncond": args["cond_or_uncond"]}, outer=True)
         have = injector.fast_features is not None and injector.fast_features[0] == run.runs
         if rows is not None and injector.active(sigma) and not have and injector.last_x0 is not None \
                 and injector.last_x0[0] == run.runs:
             x0 = injector.last_x0[1]
-            gen = torch.Generator().manual_seed(noise_seed)
-            noise = torch.randn(x0.shape, generator=gen).to(x0.device, x0.dtype)
-            x = (x0 + dift_sigma * noise)
+            noise = image_noise(noise_seed, tuple(x0.shape[1:]), x0.shape[0], offset=run.replayed)
+            x = x0 + dift_sigma * noise.to(x0.device, x0.dtype)
             c = {k: (v[rows] if torch.is_tensor(v) and v.shape[0] == args["input"].shape[0] else v)
                  for k, v in args["c"].items() if k != "control"}
             dift_args = {"input": x, "timestep": torch.full((x.shape[0],), dift_sigma, device=x.device,
                                                             dtype=args["timestep"].dtype),
                          "c": c, "cond_or_uncond": [0]}
             dift_args = with_options(dift_args, **{PHASE_KEY: "dift", "cond_or_uncond": [0],
-                                                   "sigmas": dift_args["timestep"]})
+                                                   "sigmas": dift_args["timestep"],
+                                                   DIFT_NOISE_SEED_KEY: noise_seed})
             previous(apply_model, dift_args)
             injector.fast_features = (run.runs, gaussian_smooth(run.phase_features.float()))
         out = previous(apply_model, args)

@@ -36,6 +36,7 @@ class MaskPreview:
         maps = run.tracker.snapshot()
         if maps is None:
             raise ValueError("ConsiStory Mask Preview: no masks yet; sample with this model first")
+        maps = maps[run.replayed:]  # replayed anchors are not among the images
         n, _, h, w = maps.shape
         if images.shape[0] != n:
             raise ValueError(f"ConsiStory Mask Preview: {images.shape[0]} images but the run had {n}")

@@ -2,19 +2,11 @@
 (paper §4.1, dropout §4.2, anchors §4.4)."""
 from __future__ import annotations
 
-import torch
-
-from .story_run import RUN_KEY, StoryRun
+from ..consistory_core import anchor_mapping
+from .anchor_bank import record_anchors
+from .story_patch import story_model
 from .story_types import MASK_SETTINGS_TYPE, SUBJECT_TYPE, MaskSettings
-from .unet_layers import BLOCK_GROUPS, attention_positions, first_upsampled_block
-
-DIFT_TIMESTEP = 261  # of 1000: where the paper takes its DIFT features (§4.3)
-
-
-def existing_attn1_replace(model_options: dict, position: tuple):
-    """The attn1 replace another node already put at a position, if any."""
-    table = model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn1", {})
-    return table.get(position) or table.get(position[:2])
+from .unet_layers import BLOCK_GROUPS
 
 
 class SubjectDrivenSelfAttention:
@@ -49,31 +41,10 @@ class SubjectDrivenSelfAttention:
 
     def patch(self, model, subject, dropout, dropout_seed, anchors, start_percent, end_percent,
               blocks, mask_settings=None):
-        if start_percent > end_percent:
-            raise ValueError(f"ConsiStory SDSA: start_percent {start_percent} is after end_percent {end_percent}")
-        m = model.clone()
-        sampling = m.model.model_sampling
-        diffusion_model = m.model.diffusion_model
-        run = StoryRun(subject, mask_settings or MaskSettings(), diffusion_model, dropout,
-                       dropout_seed, anchors,
-                       (sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)),
-                       dift_block=first_upsampled_block(diffusion_model),
-                       dift_sigma=float(sampling.sigma(torch.tensor(float(DIFT_TIMESTEP)))))
-        m.model_options.setdefault("transformer_options", {})[RUN_KEY] = run
-
-        def record(n, context, value, extra):
-            return run.record(n, context, value, extra)
-
-        def capture(h, hsp, extra):
-            return run.capture_features(h, hsp, extra)
-
-        m.set_model_attn2_patch(record)
-        m.set_model_output_block_patch(capture)
-        for position in attention_positions(diffusion_model, BLOCK_GROUPS[blocks]):
-            previous = existing_attn1_replace(m.model_options, position)
-
-            def attend(q, k, v, extra, previous=previous):
-                return run.attend(q, k, v, extra, previous)
-
-            m.set_model_attn1_replace(attend, *position)
+        m, run = story_model(model, subject, mask_settings or MaskSettings(), dropout=dropout,
+                             dropout_seed=dropout_seed, share=anchor_mapping(subject.images, anchors),
+                             start_percent=start_percent, end_percent=end_percent, blocks=blocks)
+        run.config["anchors"] = anchors
+        if anchors > 0:  # keep what ConsiStory Anchor Bank needs to reuse the anchors later
+            record_anchors(m, run, min(anchors, subject.images))
         return (m,)

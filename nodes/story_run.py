@@ -13,7 +13,7 @@ import math
 import torch
 from einops import rearrange
 
-from ..consistory_core import (StepClock, StepEvent, SubjectMaskTracker, anchor_mapping, downscale_of,
+from ..consistory_core import (StepClock, StepEvent, SubjectMaskTracker, downscale_of,
                                image_keys, keep_draw, plan_shared_keys, repeated_positions,
                                shared_self_attention, subject_token_maps, token_grid, token_weights)
 from .host_attention import host_attention
@@ -25,18 +25,21 @@ RUN_KEY = "consistory_run"
 PHASE_KEY = "consistory_phase"          # None (the sampler's own pass), "vanilla" or "dift"
 VANILLA_QUERIES_KEY = "consistory_vanilla_queries"  # layer -> q of the vanilla pass
 BLEND_KEY = "consistory_query_blend"     # s: q = s*q_vanilla + (1-s)*q
+DIFT_NOISE_SEED_KEY = "consistory_dift_noise_seed"  # seed of a "dift" pass's re-noising
 
 
 class StoryRun:
     def __init__(self, subject: StorySubject, masks: MaskSettings, diffusion_model,
-                 dropout: float, dropout_seed: int, anchors: int, sigma_range: tuple,
-                 dift_block: int | None = None, dift_sigma: float | None = None):
+                 dropout: float, dropout_seed: int, share: torch.Tensor, sigma_range: tuple,
+                 dift_block: int | None = None, dift_sigma: float | None = None, replayed: int = 0):
         self.subject = subject
         self.settings = masks
         self.diffusion_model = diffusion_model
         self.dropout = dropout
         self.dropout_seed = dropout_seed
-        self.share = anchor_mapping(subject.images, anchors)
+        self.share = share  # (N, N): share[i, j] = image i sees image j's subject patches
+        self.replayed = replayed  # leading images replayed from an anchor bank (not in the latent batch)
+        self.config: dict = {}
         self.sigma_start, self.sigma_end = sigma_range
         self.dift_block, self.dift_sigma = dift_block, dift_sigma
         self.clock = StepClock()
@@ -54,6 +57,8 @@ class StoryRun:
                                           self.settings.threshold_scale)
         self._dift_above = self._dift_below = None  # (sigma, cond features) around dift_sigma
         self.phase_features = None  # DIFT features of the last "dift" pass
+        self.anchor_inputs: dict = {}        # sigma -> anchors' input latents (k, C, h, w)
+        self.anchor_conditioning: dict = {}  # "cond"/"uncond" -> {"context", "y"} of the anchors
 
     # -- steps -------------------------------------------------------------------------
     def sync(self, sigmas) -> float:
@@ -74,21 +79,24 @@ class StoryRun:
         queries, DIFT features) run at the current step or off-schedule and leave it alone."""
         return self.clock.sigma if extra.get(PHASE_KEY) else self.sync(extra["sigmas"])
 
-    def cond_rows(self, rows: int, extra: dict):
-        """Rows of the (first) cond chunk in a call, or None when the call has none."""
+    def cond_rows(self, rows: int, extra: dict, outer: bool = False):
+        """Rows of the (first) cond chunk in a call, or None when the call has none.
+        outer: a call as the sampler makes it, without replayed anchors."""
         order = list(extra["cond_or_uncond"])
         if 0 not in order:
             return None
-        images = self.images_in(rows, extra)
+        images = self.images_in(rows, extra, outer)
         return slice(order.index(0) * images, (order.index(0) + 1) * images)
 
-    def images_in(self, rows: int, extra: dict) -> int:
+    def images_in(self, rows: int, extra: dict, outer: bool = False) -> int:
         chunks = len(extra["cond_or_uncond"])
         images = rows // chunks
-        if images != self.subject.images:
+        expected = self.subject.images - (self.replayed if outer else 0)
+        if images != expected:
             raise ValueError(
-                f"ConsiStory: the latent batch has {images} images but the story has "
-                f"{self.subject.images} prompts; set the latent batch size to the number of scenes")
+                f"ConsiStory: the latent batch has {images - self.replayed * (not outer)} images but the "
+                f"story has {self.subject.images - self.replayed} prompts; set the latent batch size to "
+                "the number of scenes")
         return images
 
     # -- subject masks (attn2 patch) --------------------------------------------------------

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-NAMES = ["consistory_story", "consistory_story_exact_injection"]
+NAMES = ["consistory_story", "consistory_story_exact_injection", "consistory_make_subject",
+         "consistory_reuse_subject"]
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +37,20 @@ def shrunk(api: dict) -> dict:
     return api
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_workflow_runs_on_the_host(host, name, tmp_path, monkeypatch):
-    import folder_paths
-    monkeypatch.setattr(folder_paths, "output_directory", str(tmp_path))
+def run_workflow(host, name):
+    """Runs a workflow's API twin (shrunk); returns {SaveImage prefix: expected image count}."""
     api = shrunk(json.loads((REPO / "workflows" / "api" / f"{name}.json").read_text()))
     host.run(api)
-    prefixes = [n["inputs"]["filename_prefix"] for n in api.values() if n["class_type"] == "SaveImage"]
-    for prefix in prefixes:
-        assert len(list(tmp_path.glob(f"{prefix}_0*.png"))) == 4, prefix
+    scenes = next(n["inputs"]["scenes"] for n in api.values() if n["class_type"] == "ConsiStoryStoryPrompts")
+    return {n["inputs"]["filename_prefix"]: len(scenes.splitlines())
+            for n in api.values() if n["class_type"] == "SaveImage"}
+
+
+@pytest.mark.parametrize("names", [NAMES[:1], NAMES[1:2], NAMES[2:4]],
+                         ids=["story", "exact injection", "make then reuse a subject"])
+def test_workflow_runs_on_the_host(host, names, tmp_path, monkeypatch):
+    import folder_paths
+    monkeypatch.setattr(folder_paths, "output_directory", str(tmp_path))
+    for name in names:
+        for prefix, count in run_workflow(host, name).items():
+            assert len(list(tmp_path.glob(f"{prefix}_0*.png"))) == count, prefix

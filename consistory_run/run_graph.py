@@ -1,0 +1,35 @@
+"""Run an API-format graph in a fresh process: python -m consistory_run.run_graph GRAPH.json
+[--latents OUT.safetensors] [--output-dir DIR]. The tiny model and the probe nodes are
+registered; what LatentCapture nodes captured is written to OUT."""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("graph", type=Path)
+    p.add_argument("--latents", type=Path)
+    p.add_argument("--output-dir", type=Path)
+    a = p.parse_args(argv)
+    graph = json.loads(a.graph.read_text())
+    from . import probes, tiny_models
+    from .host import Host
+    host = Host.start()
+    host.load_pack(Path(tempfile.mkdtemp()) / "custom_nodes")
+    host.register(tiny_models.NODE_CLASS_MAPPINGS)
+    host.register(probes.NODE_CLASS_MAPPINGS)
+    if a.output_dir:
+        import folder_paths
+        folder_paths.set_output_directory(str(a.output_dir))
+    host.run(graph)
+    if a.latents:
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in probes.LatentCapture.store.items()}, str(a.latents))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""ConsiStory Save / Load Anchor Bank: banks as .safetensors files.
+
+Banks are saved under the output folder's ``consistory_banks/`` and loaded from there
+(listed as ``output/NAME``) or from ``models/consistory_banks/``, which is registered with
+the host's folder_paths as ``consistory_banks`` (so extra_model_paths.yaml can add more).
+"""
+from __future__ import annotations
+
+import os
+
+import folder_paths
+
+from ..consistory_core.anchor_bank import AnchorBank, BankError
+from .anchor_bank import BANK_TYPE
+
+FOLDER = "consistory_banks"
+
+
+OUTPUT_PREFIX = "output/"
+
+
+def register_models_folder() -> None:
+    if FOLDER not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths[FOLDER] = ([os.path.join(folder_paths.models_dir, FOLDER)], {".safetensors"})
+
+
+def output_folder() -> str:
+    return os.path.join(folder_paths.get_output_directory(), FOLDER)
+
+
+def bank_names() -> list[str]:
+    register_models_folder()
+    saved = sorted(f for f in os.listdir(output_folder()) if f.endswith(".safetensors")) \
+        if os.path.isdir(output_folder()) else []
+    return [OUTPUT_PREFIX + f for f in saved] + sorted(folder_paths.get_filename_list(FOLDER))
+
+
+def bank_path(name: str):
+    if name.startswith(OUTPUT_PREFIX):
+        path = os.path.join(output_folder(), name[len(OUTPUT_PREFIX):])
+        return path if os.path.isfile(path) else None
+    register_models_folder()
+    return folder_paths.get_full_path(FOLDER, name)
+
+
+class SaveAnchorBank:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "bank": (BANK_TYPE, {"tooltip": "From ConsiStory Anchor Bank."}),
+            "filename_prefix": ("STRING", {"default": "subject", "tooltip":
+                                "File name start; the file goes to output/consistory_banks/."}),
+        }}
+
+    RETURN_TYPES = ()
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    CATEGORY = "ConsiStory"
+    DESCRIPTION = "Saves an anchor bank as a .safetensors file that ConsiStory Load Anchor Bank lists."
+
+    def save(self, bank, filename_prefix):
+        folder = output_folder()
+        os.makedirs(folder, exist_ok=True)
+        stem = os.path.basename(filename_prefix.strip()) or "subject"
+        number = 1 + max([int(f[len(stem) + 1:len(stem) + 6]) for f in os.listdir(folder)
+                          if f.startswith(stem + "_") and f[len(stem) + 1:len(stem) + 6].isdigit()] or [0])
+        name = f"{stem}_{number:05d}.safetensors"
+        bank.save(os.path.join(folder, name))
+        return {"ui": {"text": [OUTPUT_PREFIX + name]}}
+
+
+class LoadAnchorBank:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "bank_name": (bank_names(), {"tooltip": "A bank saved by ConsiStory Save Anchor Bank "
+                          "(output/...) or put in models/consistory_banks/."}),
+        }}
+
+    RETURN_TYPES = (BANK_TYPE,)
+    RETURN_NAMES = ("bank",)
+    FUNCTION = "load"
+    CATEGORY = "ConsiStory"
+    DESCRIPTION = "Loads a saved anchor bank and checks that it is one."
+
+    @classmethod
+    def IS_CHANGED(cls, bank_name):
+        path = bank_path(bank_name)
+        return os.path.getmtime(path) if path else ""
+
+    def load(self, bank_name):
+        path = bank_path(bank_name)
+        if path is None:
+            raise BankError(f"ConsiStory Load Anchor Bank: no bank named {bank_name!r}")
+        return (AnchorBank.load(path),)

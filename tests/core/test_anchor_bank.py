@@ -1,0 +1,97 @@
+"""The anchor bank file format: round trip, schedule/size/model checks, broken files."""
+import json
+
+import pytest
+import torch
+
+from consistory_core.anchor_bank import AnchorBank, BankError
+
+
+def bank(steps=5, k=2, hw=(6, 8)):
+    g = torch.Generator().manual_seed(0)
+    return AnchorBank(torch.linspace(10, 0.1, steps, dtype=torch.float64), torch.randn(steps, k, 4, *hw, generator=g),
+                      {"cond": {"context": torch.randn(k, 77, 16, generator=g), "y": torch.randn(k, 8, generator=g)},
+                       "uncond": {"context": torch.randn(k, 154, 16, generator=g), "y": torch.randn(k, 8, generator=g)}},
+                      {"model_family": "SDXL", "context_dim": 16, "subjects": [["a cat", ["cat"]]],
+                       "token_counts": [77, 77], "schedule": "5 calls", "prompts": ["a", "b"]})
+
+
+def test_round_trip_keeps_every_tensor_and_fact(tmp_path):
+    b = bank()
+    b.save(tmp_path / "b.safetensors")
+    c = AnchorBank.load(tmp_path / "b.safetensors")
+    assert torch.equal(c.sigmas, b.sigmas) and torch.equal(c.inputs, b.inputs)
+    for chunk in ("cond", "uncond"):
+        for name in ("context", "y"):
+            assert torch.equal(c.conditioning[chunk][name], b.conditioning[chunk][name])
+    assert c.info == b.info and c.anchors == 2 and c.latent_hw == (6, 8)
+
+
+def test_metadata_states_format_version_family_size_words_and_token_counts(tmp_path):
+    from safetensors import safe_open
+    bank().save(tmp_path / "b.safetensors")
+    with safe_open(str(tmp_path / "b.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert (meta["format"], meta["version"], meta["model_family"], meta["latent_size"], meta["anchors"]) == \
+        ("consistory-anchor-bank", "1", "SDXL", "6x8", "2")
+    assert json.loads(meta["subject_words"]) == [["a cat", ["cat"]]] and json.loads(meta["token_counts"]) == [77, 77]
+
+
+def test_input_at_finds_each_sigma_and_refuses_one_off_the_schedule():
+    b = bank()
+    for i, s in enumerate(b.sigmas.tolist()):
+        assert torch.equal(b.input_at(s), b.inputs[i])
+    with pytest.raises(BankError, match="not on the schedule the bank was made with"):
+        b.input_at(5.0)
+
+
+def test_checks_name_what_differs():
+    b = bank()
+    b.check_model("SDXL", 16)
+    b.check_latent((4, 6, 8))
+    with pytest.raises(BankError, match="model family: bank SDXL, model SD15"):
+        b.check_model("SD15", 16)
+    with pytest.raises(BankError, match="text context width: bank 16, model 2048"):
+        b.check_model("SDXL", 2048)
+    with pytest.raises(BankError, match=r"made at 64x48 px \(latent 6x8\); this run is 64x64 px"):
+        b.check_latent((4, 8, 8))
+    with pytest.raises(BankError, match="4-channel latents, this run 16"):
+        b.check_latent((16, 6, 8))
+
+
+def test_saving_over_a_larger_file_leaves_a_readable_bank(tmp_path):
+    path = tmp_path / "b.safetensors"
+    bank(steps=20).save(path)
+    bank(steps=3).save(path)
+    assert AnchorBank.load(path).inputs.shape[0] == 3
+
+
+@pytest.mark.parametrize("damage,match", [
+    ("truncated", "cannot be read as a .safetensors file"),
+    ("empty", "cannot be read as a .safetensors file"),
+    ("other safetensors", "is not a ConsiStory anchor bank"),
+    ("newer version", "version 9 bank; this pack reads up to 1"),
+    ("missing tensor", "incomplete anchor bank"),
+])
+def test_broken_files_are_refused_clearly(tmp_path, damage, match):
+    from safetensors.torch import save_file
+    path = tmp_path / "b.safetensors"
+    b = bank()
+    b.save(path)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-100])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "other safetensors":
+        path.unlink()
+        save_file({"x": torch.zeros(1)}, str(path))
+    elif damage == "newer version":
+        path.unlink()
+        save_file(b.tensors(), str(path), metadata={**b.metadata(), "version": "9"})
+    else:
+        tensors = b.tensors()
+        del tensors["inputs"]
+        path.unlink()
+        save_file(tensors, str(path), metadata=b.metadata())
+    with pytest.raises(BankError, match=match):
+        AnchorBank.load(path)

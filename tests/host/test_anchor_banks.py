@@ -1,0 +1,128 @@
+"""Anchor banks on the real host: a subject made once, saved, loaded in a fresh process and
+reused for new prompts gives the new images exactly what one batch with the anchors gives."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from consistory_run.graphs import make_subject_graph, reuse_subject_graph, story_graph
+
+REPO = Path(__file__).resolve().parents[2]
+ANCHORS = ["walking in a park", "reading a book"]
+NEW = ["cooking dinner", "swimming in a lake", "riding a horse"]
+STEPS = 8
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch):
+    import folder_paths
+    monkeypatch.setattr(folder_paths, "output_directory", str(tmp_path))
+    return tmp_path
+
+
+def run_fresh(graph: dict, tmp_path: Path) -> dict:
+    """Runs a graph in a new Python process; returns its captured latents."""
+    from safetensors.torch import load_file
+    path, latents = tmp_path / "graph.json", tmp_path / "latents.safetensors"
+    path.write_text(json.dumps(graph))
+    proc = subprocess.run([sys.executable, "-m", "consistory_run.run_graph", str(path), "--latents", str(latents),
+                           "--output-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return load_file(str(latents))
+
+
+@pytest.mark.parametrize("new", [NEW[:1], NEW], ids=["one new prompt", "three new prompts"])
+@pytest.mark.parametrize("method", ["sdsa", "full"], ids=["SDSA", "SDSA+blend+injection"])
+def test_reuse_in_a_fresh_process_equals_one_batch(host, latents, outputs, new, method):
+    kw = dict(steps=STEPS, blend=True, blend_end=0.35, inject="fast") if method == "full" else dict(steps=STEPS)
+    host.run(story_graph(ANCHORS + new, anchors=2, **kw))
+    in_batch = latents["story"][2:]
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="man", **kw))
+    assert (outputs / "consistory_banks" / "man_00001.safetensors").is_file()
+    bank = "output/man_00001.safetensors"  # as Load Anchor Bank lists it
+    reused = run_fresh(reuse_subject_graph(new, bank, anchors=2, **kw), outputs)["story"]
+    assert reused.shape == in_batch.shape
+    print(f"max |reused - in batch| = {(reused - in_batch).abs().max().item():.3g} "
+          f"(latents up to {in_batch.abs().max().item():.3g})")
+    torch.testing.assert_close(reused, in_batch, rtol=1e-4, atol=1e-4 * in_batch.abs().amax().item())
+    g = story_graph(ANCHORS + new, **kw)  # the same batch with nothing shared: the anchors did matter
+    g["sampler"]["inputs"]["model"] = ["ckpt", 0]
+    host.run(g)
+    assert not torch.allclose(latents["story"][2:], in_batch)
+
+
+def test_banks_round_trip_through_files_with_their_metadata(host, latents, outputs):
+    from safetensors import safe_open
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="round", steps=STEPS))
+    path = outputs / "consistory_banks" / "round_00001.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        inputs = f.get_tensor("inputs")
+    assert meta["format"] == "consistory-anchor-bank" and meta["version"] == "1"
+    assert meta["model_family"] == "SDXL" and meta["latent_size"] == "12x16" and meta["anchors"] == "2"
+    assert json.loads(meta["subject_words"]) == [["an old man with a hat", ["man", "hat"]]]
+    assert json.loads(meta["token_counts"]) == [77, 77]
+    assert inputs.shape == (STEPS, 2, 4, 12, 16)  # euler: one model call per step
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="round", steps=STEPS))
+    assert (outputs / "consistory_banks" / "round_00002.safetensors").is_file()
+
+
+def _bank(host, outputs, prefix="bad"):
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix=prefix, steps=STEPS))
+    return outputs / "consistory_banks" / f"{prefix}_00001.safetensors"
+
+
+def _reuse_error(host, graph, match):
+    from consistory_run.host import GraphError
+    with pytest.raises(GraphError, match=match):
+        host.run(graph)
+
+
+def test_a_bank_refuses_another_size_schedule_or_words(host, latents, outputs):
+    _bank(host, outputs)
+    name = "output/bad_00001.safetensors"
+    _reuse_error(host, reuse_subject_graph(NEW[:1], name, width=64, height=64, steps=STEPS),
+                 r"bank was made at 128x96 px.*this run is 64x64 px")
+    _reuse_error(host, reuse_subject_graph(NEW[:1], name, steps=STEPS + 2), r"not on the schedule the bank was made with")
+    _reuse_error(host, reuse_subject_graph(NEW[:1], name, steps=STEPS, words="man"),
+                 r"bank's subject words are \[\['man', 'hat'\]\].*\[\['man'\]\]")
+
+
+def test_a_bank_refuses_another_model_family(host, latents, outputs):
+    """A bank whose metadata names another model family is refused by Use Anchors."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    path = _bank(host, outputs)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    info = json.loads(meta["info"])
+    info["model_family"] = "SD15"
+    meta.update(info=json.dumps(info), model_family="SD15")
+    tensors = load_file(str(path))
+    path.unlink()  # save_file does not shorten an existing file
+    save_file(tensors, str(path), metadata=meta)
+    _reuse_error(host, reuse_subject_graph(NEW[:1], "output/" + path.name, steps=STEPS),
+                 r"another kind of model \(model family: bank SD15, model SDXL\)")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a bank", "garbage"])
+def test_load_refuses_a_broken_file_clearly(host, latents, outputs, damage):
+    from consistory_run.host import GraphError
+    path = _bank(host, outputs, prefix="broken")
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+        match = "cannot be read as a .safetensors file"
+    elif damage == "garbage":
+        path.write_bytes(b"\x00" * 100)
+        match = "cannot be read as a .safetensors file"
+    else:
+        from safetensors.torch import save_file
+        path.unlink()  # save_file does not shorten an existing file
+        save_file({"x": torch.zeros(2)}, str(path), metadata={"format": "something else"})
+        match = "is not a ConsiStory anchor bank"
+    with pytest.raises(GraphError, match=match):
+        host.run(reuse_subject_graph(NEW[:1], "output/broken_00001.safetensors", steps=STEPS))
