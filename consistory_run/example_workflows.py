@@ -2,7 +2,7 @@
 builder the tests use, with the settings of the paper at SDXL's size."""
 from __future__ import annotations
 
-from .graphs import make_subject_graph, reuse_subject_graph, story_graph, with_saved_images
+from .graphs import make_subject_graph, reuse_subject_graph, story_graph, with_controlnet, with_saved_images
 
 CHECKPOINT = "sd_xl_base_1.0.safetensors"
 SCENES = ["walking in a park", "reading a book in a library", "cooking in a kitchen",
@@ -65,5 +65,52 @@ def reuse_subject() -> tuple[dict, dict, list]:
     return g, titles, groups
 
 
-WORKFLOWS = {"consistory_story": story, "consistory_story_exact_injection": story_exact,
+CONTROLNET = "diffusers_xl_depth_full.safetensors"
+DEPTH_IMAGE = "depth.png"
+
+
+def multi_subject() -> tuple[dict, dict, list]:
+    kw = dict(PAPER, scenes=["having a picnic in a park", "sitting by a fireplace", "on a boat at sunset",
+                             "in a snowy garden"])
+    g = _clean(with_saved_images(story_graph(subject="an old man with a hat\na small ginger cat",
+                                             words="man, hat\ncat", blend=True, inject="fast", **kw),
+                                 prefix="consistory_two_subjects"))
+    titles = {"story": "Story Prompts: one subject per line, one line of words per subject"}
+    groups = [("1. Two subjects, one line each (words: one line per subject)", ["ckpt", "story", "neg", "latent"]),
+              ("2. Each subject gets its own mask; images share their union", ["sdsa", "blend", "inject", "sampler"]),
+              ("3. Images and per-subject mask colours", ["decode", "masks", "save_images", "save_masks"])]
+    return g, titles, groups
+
+
+def controlnet() -> tuple[dict, dict, list]:
+    kw = dict(PAPER, scenes=SCENES)
+    g = _clean(with_saved_images(with_controlnet(story_graph(blend=True, inject="fast", **kw), CONTROLNET,
+                                                 DEPTH_IMAGE, strength=0.6), prefix="consistory_controlnet"))
+    titles = {"cn": "ControlNet (SDXL depth)", "hint": "Depth image (same layout for every scene)"}
+    groups = [("1. Story", ["ckpt", "story", "neg", "latent"]),
+              ("2. Stock ControlNet on the story's conditioning", ["cn", "hint", "apply"]),
+              ("3. ConsiStory patches the model; ControlNet guides the layout", ["sdsa", "blend", "inject", "sampler"]),
+              ("4. Images and masks", ["decode", "masks", "save_images", "save_masks"])]
+    return g, titles, groups
+
+
+WORKFLOWS = {"consistory_story": story, "consistory_multi_subject": multi_subject,
+             "consistory_controlnet": controlnet, "consistory_story_exact_injection": story_exact,
              "consistory_make_subject": make_subject, "consistory_reuse_subject": reuse_subject}
+
+
+def shrunk(api: dict) -> dict:
+    """The API twin with tiny models for the checkpoint and ControlNet, 128 px and 10 steps."""
+    for node in api.values():
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind == "CheckpointLoaderSimple":
+            node.update(class_type="ConsiStoryTinySDXLCheckpoint", inputs={"weight_seed": 0})
+        elif kind == "ControlNetLoader":
+            node.update(class_type="ConsiStoryTinyControlNet", inputs={"weight_seed": 0})
+        elif kind == "LoadImage":
+            node.update(class_type="EmptyImage", inputs={"width": 128, "height": 128, "batch_size": 1, "color": 0})
+        elif kind == "EmptyLatentImage":
+            inputs.update(width=128, height=128)
+        elif kind == "KSampler":
+            inputs.update(steps=10)
+    return api

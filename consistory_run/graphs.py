@@ -105,3 +105,22 @@ def reuse_subject_graph(scenes, bank_name, anchors=2, share_new=False, **kw):
         if node["inputs"].get("latent_image") == ["latent", 0]:
             node["inputs"]["latent_image"] = ["new_rows", 0]
     return g
+
+
+def with_controlnet(g, control_net=None, image=None, strength=1.0):
+    """Stock ControlNetApplyAdvanced on the story's conditioning. control_net: a file name for
+    the stock ControlNetLoader (else the tiny test ControlNet); image: a file for LoadImage
+    (else a grey EmptyImage of the latent's size)."""
+    g = dict(g)
+    w, h = g["latent"]["inputs"]["width"], g["latent"]["inputs"]["height"]
+    g["cn"] = ({"class_type": "ControlNetLoader", "inputs": {"control_net_name": control_net}} if control_net else
+               {"class_type": "ConsiStoryTinyControlNet", "inputs": {"weight_seed": 0}})
+    g["hint"] = ({"class_type": "LoadImage", "inputs": {"image": image}} if image else
+                 {"class_type": "EmptyImage", "inputs": {"width": w, "height": h, "batch_size": 1, "color": 8421504}})
+    g["apply"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
+        "positive": ["story", 0], "negative": ["neg", 0], "control_net": ["cn", 0], "image": ["hint", 0],
+        "strength": strength, "start_percent": 0.0, "end_percent": 1.0}}
+    for name in ("sampler", "pass1"):
+        if name in g:
+            g[name]["inputs"].update(positive=["apply", 0], negative=["apply", 1])
+    return g

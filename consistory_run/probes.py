@@ -112,7 +112,51 @@ class Attn1ReplaceProbe:
         return (m,)
 
 
+class _Attn2Object:
+    """An attn2 replace the way IPAdapter-style packs add them: a callable object with
+    set_new_condition() and to(); it scales the host's cross-attention output by 1.1."""
+
+    def __init__(self):
+        self.conditions = 1
+
+    def set_new_condition(self, **kwargs):
+        self.conditions += 1
+
+    def to(self, device):
+        return self
+
+    def __call__(self, q, k, v, extra):
+        from comfy.ldm.modules.attention import optimized_attention
+        Attn2ReplaceProbe.calls += 1
+        return optimized_attention(q, k, v, extra["n_heads"]) * 1.1
+
+
+class Attn2ReplaceProbe:
+    """MODEL -> MODEL: an IPAdapter-style attn2 replace object on every attention position."""
+    calls = 0
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",)}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "ConsiStory/testing"
+
+    def patch(self, model):
+        m = model.clone()
+        net = m.model.diffusion_model
+        blocks = [("input", i, b) for i, b in enumerate(net.input_blocks)] + [("middle", 0, net.middle_block)] + \
+                 [("output", i, b) for i, b in enumerate(net.output_blocks)]
+        for name, i, block in blocks:
+            for module in block:
+                for j in range(len(getattr(module, "transformer_blocks", []))):
+                    m.set_model_attn2_replace(_Attn2Object(), name, i, j)
+        return (m,)
+
+
 NODE_CLASS_MAPPINGS = {"ConsiStoryAttn1ReplaceProbe": Attn1ReplaceProbe,
+                       "ConsiStoryAttn2ReplaceProbe": Attn2ReplaceProbe,
                        "ConsiStoryLatentCapture": LatentCapture, "ConsiStoryMaskCapture": MaskCapture,
                        "ConsiStoryImageCapture": ImageCapture,
                        "ConsiStoryChunkRecorder": ChunkRecorder}

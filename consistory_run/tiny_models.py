@@ -101,6 +101,35 @@ def tiny_vae(seed: int = 0):
     return comfy.sd.VAE(sd=taesd.state_dict())
 
 
+def tiny_controlnet(seed: int = 0):
+    """A host ControlNet (the host's cldm.ControlNet class) shaped like the tiny UNet."""
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.ops
+    config = {k: v for k, v in TINY_UNET.items()
+              if k not in ("out_channels", "use_temporal_attention", "use_temporal_resblock")}
+    config.update(hint_channels=3, num_head_channels=64, device=torch.device("cpu"), dtype=torch.float32,
+                  operations=comfy.ops.disable_weight_init)
+    model = comfy.cldm.cldm.ControlNet(**config)
+    fill_weights(model, seed + 3)
+    return comfy.controlnet.ControlNet(model, load_device=torch.device("cpu"), manual_cast_dtype=None)
+
+
+class TinyControlNetLoader:
+    """Test/offline node: a tiny random-weight ControlNet for the tiny SDXL-shaped model."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"weight_seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1})}}
+
+    RETURN_TYPES = ("CONTROL_NET",)
+    FUNCTION = "load"
+    CATEGORY = "ConsiStory/testing"
+
+    def load(self, weight_seed):
+        return (tiny_controlnet(weight_seed),)
+
+
 class TinySDXLCheckpointLoader:
     """Test/offline node: a tiny random-weight SDXL-shaped MODEL, CLIP and VAE."""
 
@@ -117,4 +146,5 @@ class TinySDXLCheckpointLoader:
         return tiny_sdxl_unet(weight_seed), tiny_sdxl_clip(weight_seed), tiny_vae(weight_seed)
 
 
-NODE_CLASS_MAPPINGS = {"ConsiStoryTinySDXLCheckpoint": TinySDXLCheckpointLoader}
+NODE_CLASS_MAPPINGS = {"ConsiStoryTinySDXLCheckpoint": TinySDXLCheckpointLoader,
+                       "ConsiStoryTinyControlNet": TinyControlNetLoader}

@@ -1,12 +1,18 @@
-"""The example workflows in workflows/: current with their builder, and runnable on the host."""
+"""The example workflows in workflows/: current with their builder, valid against the host's
+node definitions, and runnable on the host."""
 import json
 from pathlib import Path
 
 import pytest
 
+from consistory_run.example_workflows import shrunk
+
 REPO = Path(__file__).resolve().parents[2]
-NAMES = ["consistory_story", "consistory_story_exact_injection", "consistory_make_subject",
-         "consistory_reuse_subject"]
+NAMES = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
+
+
+def load(name, api=False):
+    return json.loads((REPO / "workflows" / ("api" if api else "") / f"{name}.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +24,11 @@ def rendered(host):
     return module.render(host)
 
 
+def test_every_workflow_is_shipped_in_both_formats(rendered):
+    assert sorted(rendered) == NAMES and len(NAMES) >= 6
+    assert sorted(p.stem for p in (REPO / "workflows" / "api").glob("*.json")) == NAMES
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_files_are_current(rendered, name):
     ui, api = rendered[name]
@@ -25,29 +36,115 @@ def test_workflow_files_are_current(rendered, name):
     assert (REPO / "workflows" / "api" / f"{name}.json").read_text() == api, "run scripts/make_workflows.py"
 
 
-def shrunk(api: dict) -> dict:
-    """The API twin with the tiny model for the checkpoint, 128 px and 10 steps."""
-    for node in api.values():
-        if node["class_type"] == "CheckpointLoaderSimple":
-            node.update(class_type="ConsiStoryTinySDXLCheckpoint", inputs={"weight_seed": 0})
-        elif node["class_type"] == "EmptyLatentImage":
-            node["inputs"].update(width=128, height=128)
-        elif node["class_type"] == "KSampler":
-            node["inputs"].update(steps=10)
-    return api
+@pytest.fixture
+def user_files(tmp_path, monkeypatch):
+    """Empty stand-ins for the files the workflows name, so the file lists contain them."""
+    import folder_paths
+    from PIL import Image
+    for folder, name in (("checkpoints", "sd_xl_base_1.0.safetensors"),
+                         ("controlnet", "diffusers_xl_depth_full.safetensors")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_bytes(b"")
+        monkeypatch.setitem(folder_paths.folder_names_and_paths, folder, ([str(tmp_path / folder)], {".safetensors"}))
+    if hasattr(folder_paths, "filename_list_cache"):
+        monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    (tmp_path / "input").mkdir()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(tmp_path / "input" / "depth.png")
+    (tmp_path / "output" / "consistory_banks").mkdir(parents=True)
+    (tmp_path / "output" / "consistory_banks" / "old_man_00001.safetensors").write_bytes(b"")
+    monkeypatch.setattr(folder_paths, "input_directory", str(tmp_path / "input"))
+    monkeypatch.setattr(folder_paths, "output_directory", str(tmp_path / "output"))
+    return tmp_path
+
+
+def widget_problems(value, kind, options):
+    if isinstance(kind, (list, tuple)):
+        return [] if value in kind else [f"{value!r} is not one of {list(kind)[:8]}"]
+    if kind == "INT":
+        ok = isinstance(value, int) and not isinstance(value, bool) and \
+            options.get("min", -2**63) <= value <= options.get("max", 2**64)
+    elif kind == "FLOAT":
+        ok = isinstance(value, (int, float)) and options.get("min", -1e308) <= value <= options.get("max", 1e308)
+    elif kind == "STRING":
+        ok = isinstance(value, str)
+    elif kind == "BOOLEAN":
+        ok = isinstance(value, bool)
+    else:
+        return [f"{kind} is not a widget type"]
+    return [] if ok else [f"{value!r} does not fit {kind} {options.get('min')}..{options.get('max')}"]
+
+
+def ui_problems(workflow, classes):
+    """Everything in a UI workflow that does not match the host's node definitions."""
+    problems = []
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
+        src_cls, dst_node = classes[nodes[src]["type"]], nodes[dst]
+        if src_cls.RETURN_TYPES[src_slot] != kind:
+            problems.append(f"link {link_id}: {nodes[src]['type']} output {src_slot} is "
+                            f"{src_cls.RETURN_TYPES[src_slot]}, not {kind}")
+        entry = dst_node["inputs"][dst_slot]
+        spec = {**classes[dst_node["type"]].INPUT_TYPES().get("required", {}),
+                **classes[dst_node["type"]].INPUT_TYPES().get("optional", {})}[entry["name"]][0]
+        if entry["link"] != link_id or (isinstance(spec, str) and spec != kind):
+            problems.append(f"link {link_id}: {dst_node['type']}.{entry['name']} takes {spec}, gets {kind}")
+        if link_id not in nodes[src]["outputs"][src_slot]["links"]:
+            problems.append(f"link {link_id} is missing from its source's outputs")
+    for node in workflow["nodes"]:
+        cls = classes.get(node["type"])
+        if cls is None:
+            problems.append(f"node {node['id']}: unknown type {node['type']}")
+            continue
+        values = list(node["widgets_values"])
+        for section in ("required", "optional"):
+            for name, spec in cls.INPUT_TYPES().get(section, {}).items():
+                kind, options = spec[0], (spec[1] if len(spec) > 1 else {})
+                if not (isinstance(kind, (list, tuple)) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")):
+                    continue
+                if not values:
+                    problems.append(f"{node['type']}: no value for {name}")
+                    continue
+                problems += [f"{node['type']}.{name}: {p}" for p in widget_problems(values.pop(0), kind, options)]
+                if name in ("seed", "noise_seed") and values.pop(0) not in ("fixed", "increment", "decrement", "randomize"):
+                    problems.append(f"{node['type']}.{name}: bad control_after_generate value")
+        if values:
+            problems.append(f"{node['type']}: {len(values)} widget values too many")
+    return problems
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_matches_the_hosts_node_definitions(host, user_files, name):
+    assert ui_problems(load(name), host.nodes.NODE_CLASS_MAPPINGS) == []
+    ok, error, _, node_errors = host.validate(load(name, api=True))
+    assert ok, (error, node_errors)
+
+
+def test_the_validator_catches_what_it_should(host, user_files):
+    """A wrong widget value, an unknown node and a mistyped link are all reported."""
+    bad = load("consistory_story")
+    sdsa = next(n for n in bad["nodes"] if n["type"] == "ConsiStorySDSA")
+    sdsa["widgets_values"][0] = 1.5  # dropout above its max
+    bad["links"][0][5] = "LATENT"
+    bad["nodes"].append({"id": 99, "type": "NoSuchNode", "inputs": [], "outputs": [], "widgets_values": []})
+    problems = "\n".join(ui_problems(bad, host.nodes.NODE_CLASS_MAPPINGS))
+    assert "dropout: 1.5 does not fit FLOAT 0.0..1.0" in problems
+    assert "unknown type NoSuchNode" in problems
+    assert "not LATENT" in problems
 
 
 def run_workflow(host, name):
     """Runs a workflow's API twin (shrunk); returns {SaveImage prefix: expected image count}."""
-    api = shrunk(json.loads((REPO / "workflows" / "api" / f"{name}.json").read_text()))
+    api = shrunk(load(name, api=True))
     host.run(api)
     scenes = next(n["inputs"]["scenes"] for n in api.values() if n["class_type"] == "ConsiStoryStoryPrompts")
     return {n["inputs"]["filename_prefix"]: len(scenes.splitlines())
             for n in api.values() if n["class_type"] == "SaveImage"}
 
 
-@pytest.mark.parametrize("names", [NAMES[:1], NAMES[1:2], NAMES[2:4]],
-                         ids=["story", "exact injection", "make then reuse a subject"])
+@pytest.mark.parametrize("names", [["consistory_story"], ["consistory_multi_subject"], ["consistory_controlnet"],
+                                   ["consistory_story_exact_injection"],
+                                   ["consistory_make_subject", "consistory_reuse_subject"]],
+                         ids=lambda names: " then ".join(names))
 def test_workflow_runs_on_the_host(host, names, tmp_path, monkeypatch):
     import folder_paths
     monkeypatch.setattr(folder_paths, "output_directory", str(tmp_path))

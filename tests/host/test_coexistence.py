@@ -1,0 +1,55 @@
+"""ConsiStory beside ControlNet and other packs' attention patches, on the real host."""
+import torch
+
+from consistory_run.graphs import SCENES, story_graph, with_controlnet
+
+
+def sample(host, latents, g):
+    host.run(g)
+    return latents["story"]
+
+
+def test_controlnet_residuals_reach_the_unet_while_sharing_stays_on(host, latents):
+    both = sample(host, latents, with_controlnet(story_graph()))
+    assert not torch.allclose(both, sample(host, latents, story_graph()))  # ControlNet took effect
+    assert not torch.allclose(both, sample(host, latents, with_controlnet(story_graph(sdsa=False))))  # so did SDSA
+
+
+def test_controlnet_with_a_batch_of_one_equals_plain_controlnet_sampling(host, latents):
+    one = SCENES[:1]
+    assert torch.equal(sample(host, latents, with_controlnet(story_graph(one))),
+                       sample(host, latents, with_controlnet(story_graph(one, sdsa=False))))
+
+
+def _chain(g, before=None, after=None):
+    """ckpt -> [before] -> SDSA -> [after] -> sampler."""
+    if before:
+        g["before"] = {"class_type": before, "inputs": {"model": ["ckpt", 0]}}
+        g["sdsa"]["inputs"]["model"] = ["before", 0]
+    if after:
+        g["after"] = {"class_type": after, "inputs": {"model": ["sdsa", 0]}}
+        g["sampler"]["inputs"]["model"] = ["after", 0]
+    return g
+
+
+def test_other_packs_attn1_and_attn2_replacements_all_take_effect(host, latents):
+    from consistory_run.probes import Attn1ReplaceProbe, Attn2ReplaceProbe
+    Attn1ReplaceProbe.calls.clear()
+    Attn2ReplaceProbe.calls = 0
+    g = _chain(story_graph(), before="ConsiStoryAttn1ReplaceProbe", after="ConsiStoryAttn2ReplaceProbe")
+    everything = sample(host, latents, g)
+    assert Attn2ReplaceProbe.calls > 0, "the attn2 replace object was dropped"
+    assert any(keys > queries for queries, keys in Attn1ReplaceProbe.calls), "attn1 replace not chained"
+    without_attn2 = _chain(story_graph(), before="ConsiStoryAttn1ReplaceProbe")
+    assert not torch.allclose(everything, sample(host, latents, without_attn2))
+    no_sdsa = _chain(story_graph(), before="ConsiStoryAttn1ReplaceProbe", after="ConsiStoryAttn2ReplaceProbe")
+    no_sdsa["after"]["inputs"]["model"] = ["before", 0]
+    assert not torch.allclose(everything, sample(host, latents, no_sdsa))
+
+
+def test_an_attn2_replace_object_applied_before_sdsa_survives(host, latents):
+    from consistory_run.probes import Attn2ReplaceProbe
+    Attn2ReplaceProbe.calls = 0
+    first = sample(host, latents, _chain(story_graph(), before="ConsiStoryAttn2ReplaceProbe"))
+    assert Attn2ReplaceProbe.calls > 0
+    assert not torch.allclose(first, sample(host, latents, story_graph()))

@@ -1,0 +1,51 @@
+"""The pack inside the host's own running server: /object_info, /prompt, /history, files on disk."""
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from consistory_run.example_workflows import shrunk
+from consistory_run.server import get_json, post_json, running_server
+
+REPO = Path(__file__).resolve().parents[2]
+PACK_NODES = ["ConsiStoryStoryPrompts", "ConsiStorySubjectMasks", "ConsiStorySDSA", "ConsiStoryMaskPreview",
+              "ConsiStoryQueryBlend", "ConsiStoryFeatureInjection", "ConsiStoryCollectFeatures",
+              "ConsiStoryAnchorBank", "ConsiStorySaveAnchorBank", "ConsiStoryLoadAnchorBank", "ConsiStoryUseAnchors"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_base")
+    with running_server(base) as url:
+        yield url, base
+
+
+def test_object_info_lists_every_consistory_node_with_tooltips(server):
+    url, _ = server
+    info = get_json(url + "/object_info")
+    for name in PACK_NODES:
+        assert name in info, name
+        node = info[name]
+        assert node["category"] == "ConsiStory" and node["display_name"].startswith("ConsiStory")
+        for section in ("required", "optional"):
+            for input_name, spec in node["input"].get(section, {}).items():
+                assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
+
+
+def test_a_story_posted_to_prompt_runs_and_writes_its_images(server):
+    url, base = server
+    api = shrunk(json.loads((REPO / "workflows" / "api" / "consistory_story.json").read_text()))
+    answer = post_json(url + "/prompt", {"prompt": api, "client_id": "consistory-test"})
+    assert not answer.get("node_errors"), answer
+    prompt_id = answer["prompt_id"]
+    deadline = time.monotonic() + 300
+    while prompt_id not in (history := get_json(f"{url}/history/{prompt_id}")):
+        assert time.monotonic() < deadline, "the prompt did not finish in 300 s"
+        time.sleep(1)
+    status = history[prompt_id]["status"]
+    assert status["status_str"] == "success", status
+    saved = [img["filename"] for out in history[prompt_id]["outputs"].values() for img in out.get("images", [])
+             if img.get("type") == "output"]
+    assert len(saved) == 8  # four images and four mask overlays
+    assert all((base / "output" / name).is_file() for name in saved)
