@@ -72,6 +72,7 @@ def main() -> None:
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = p.parse_args()
+    a.json = a.json.resolve() if a.json else None  # the host changes directory
     configs = a.configs.split(",")
 
     classes, base, positive_all, negative, latent_all, noise_all = build(a)

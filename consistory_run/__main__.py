@@ -38,6 +38,8 @@ def parse(argv=None):
 
 def main(argv=None) -> int:
     a = parse(argv)
+    from .host import absolute_if_file
+    a.ckpt = absolute_if_file(a.ckpt)  # before the host changes directory
     scenes = a.scenes or ["walking in a park", "reading a book in a library",
                           "cooking in a kitchen", "sitting on a bench by the sea"]
     real = a.ckpt is not None
@@ -52,15 +54,8 @@ def main(argv=None) -> int:
     host.load_pack(out / ".custom_nodes")
     import folder_paths
     folder_paths.set_output_directory(str(out))
-    ckpt = None
-    if real:
-        path = Path(a.ckpt).expanduser()
-        if path.is_file():
-            folder_paths.add_model_folder_path("checkpoints", str(path.resolve().parent))
-            ckpt = path.name
-        else:
-            ckpt = a.ckpt
-    else:
+    ckpt = host.checkpoint(a.ckpt) if real else None
+    if not real:
         from . import tiny_models
         host.register(tiny_models.NODE_CLASS_MAPPINGS)
         print("      no --ckpt: using a tiny SDXL-shaped model with random weights; the images "

@@ -49,6 +49,13 @@ def snapshot_host() -> Path:
     return comfy
 
 
+def absolute_if_file(path: str | None) -> str | None:
+    """A path that names an existing file, made absolute (the host changes directory)."""
+    if path and Path(path).expanduser().is_file():
+        return str(Path(path).expanduser().resolve())
+    return path
+
+
 def comfyui_path() -> Path:
     env = os.environ.get("COMFYUI_PATH")
     if env:
@@ -95,6 +102,11 @@ def _torchvision_placeholder() -> None:
     except Exception:
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]
+        try:  # transformers caches this answer: let it see that there is no torchvision
+            from transformers.utils import import_utils
+            import_utils.is_torchvision_available()
+        except Exception:
+            pass
         sys.meta_path.insert(0, _MissingTorchvision())
 
 
@@ -109,7 +121,8 @@ class Host:
         os.chdir(path)
         _torchvision_placeholder()
         from comfy.cli_args import args
-        args.cpu = True
+        import torch
+        args.cpu = not torch.cuda.is_available()  # the tests and CI have no GPU; GPU owners use theirs
         try:
             import utils.install_util  # noqa: F401  (new host: keep utils/ ahead of comfy/utils.py)
         except ImportError:
@@ -141,6 +154,16 @@ class Host:
         if not target.exists():
             target.symlink_to(PACK_DIR, target_is_directory=True)
         self.load_custom_node(target)
+
+    def checkpoint(self, ckpt: str) -> str:
+        """The stock loader's name for a checkpoint given by name (in the host's models/checkpoints)
+        or by an absolute file path (its folder is then registered for checkpoints)."""
+        path = Path(ckpt)
+        if not (path.is_absolute() and path.is_file()):
+            return ckpt
+        import folder_paths
+        folder_paths.add_model_folder_path("checkpoints", str(path.parent))
+        return path.name
 
     def register(self, mappings: dict) -> None:
         """Register extra node classes the way a node pack's NODE_CLASS_MAPPINGS are."""

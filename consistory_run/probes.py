@@ -4,61 +4,39 @@ from __future__ import annotations
 
 
 class LatentCapture:
-    """Output node: keeps a copy of a LATENT in ``LatentCapture.store[key]``."""
+    """Output node: keeps a copy of a LATENT in ``LatentCapture.store[key]`` (the store of
+    every capture node)."""
     store: dict = {}
+    SOCKET, INPUT = "LATENT", "samples"
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"samples": ("LATENT",), "key": ("STRING", {"default": "latent"})}}
+        return {"required": {cls.INPUT: (cls.SOCKET,), "key": ("STRING", {"default": cls.INPUT})}}
 
     RETURN_TYPES = ()
     FUNCTION = "capture"
     OUTPUT_NODE = True
     CATEGORY = "ConsiStory/testing"
 
-    def capture(self, samples, key):
-        LatentCapture.store[key] = samples["samples"].detach().clone()
+    def capture(self, key, **value):
+        (value,) = value.values()
+        value = value["samples"] if isinstance(value, dict) else value
+        LatentCapture.store[key] = value.detach().clone()
         return {}
 
 
-class MaskCapture:
-    """Output node: keeps a copy of a MASK in ``LatentCapture.store[key]``."""
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"mask": ("MASK",), "key": ("STRING", {"default": "mask"})}}
-
-    RETURN_TYPES = ()
-    FUNCTION = "capture"
-    OUTPUT_NODE = True
-    CATEGORY = "ConsiStory/testing"
-
-    def capture(self, mask, key):
-        LatentCapture.store[key] = mask.detach().clone()
-        return {}
+class MaskCapture(LatentCapture):
+    """Output node: keeps a copy of a MASK."""
+    SOCKET, INPUT = "MASK", "mask"
 
 
-class ImageCapture:
-    """Output node: keeps a copy of an IMAGE in ``LatentCapture.store[key]``."""
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"image": ("IMAGE",), "key": ("STRING", {"default": "image"})}}
-
-    RETURN_TYPES = ()
-    FUNCTION = "capture"
-    OUTPUT_NODE = True
-    CATEGORY = "ConsiStory/testing"
-
-    def capture(self, image, key):
-        LatentCapture.store[key] = image.detach().clone()
-        return {}
+class ImageCapture(LatentCapture):
+    """Output node: keeps a copy of an IMAGE."""
+    SOCKET, INPUT = "IMAGE", "image"
 
 
-class ChunkRecorder:
-    """MODEL -> MODEL: records ``len(cond_or_uncond)`` of every UNet call into ``calls``
-    (chaining any wrapper already on the model)."""
-    calls: list = []
+class _ModelProbe:
+    """A MODEL -> MODEL test node."""
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -67,6 +45,20 @@ class ChunkRecorder:
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
     CATEGORY = "ConsiStory/testing"
+
+
+def _attention_positions(net, groups=("input", "middle", "output")):
+    """(name, id, index) of every transformer block, walked the way another pack would."""
+    blocks = [("input", i, b) for i, b in enumerate(net.input_blocks)] + [("middle", 0, net.middle_block)] + \
+             [("output", i, b) for i, b in enumerate(net.output_blocks)]
+    return [(name, i, j) for name, i, block in blocks if name in groups for module in block
+            for j in range(len(getattr(module, "transformer_blocks", [])))]
+
+
+class ChunkRecorder(_ModelProbe):
+    """MODEL -> MODEL: records ``len(cond_or_uncond)`` of every UNet call into ``calls``
+    (chaining any wrapper already on the model)."""
+    calls: list = []
 
     def patch(self, model):
         m = model.clone()
@@ -82,7 +74,7 @@ class ChunkRecorder:
         return (m,)
 
 
-class Attn1ReplaceProbe:
+class Attn1ReplaceProbe(_ModelProbe):
     """MODEL -> MODEL: another pack's style of attn1 replace on every output-block layer.
 
     It runs the host's attention and records (query tokens, key tokens) of each call in
@@ -90,25 +82,16 @@ class Attn1ReplaceProbe:
     """
     calls: list = []
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"model": ("MODEL",)}}
-
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "patch"
-    CATEGORY = "ConsiStory/testing"
-
     def patch(self, model):
         from comfy.ldm.modules.attention import optimized_attention
         m = model.clone()
-        net = m.model.diffusion_model
-        for i, block in enumerate(net.output_blocks):
-            for module in block:
-                for j in range(len(getattr(module, "transformer_blocks", []))):
-                    def replace(q, k, v, extra):
-                        Attn1ReplaceProbe.calls.append((q.shape[1], k.shape[1]))
-                        return optimized_attention(q, k, v, extra["n_heads"])
-                    m.set_model_attn1_replace(replace, "output", i, j)
+
+        def replace(q, k, v, extra):
+            Attn1ReplaceProbe.calls.append((q.shape[1], k.shape[1]))
+            return optimized_attention(q, k, v, extra["n_heads"])
+
+        for position in _attention_positions(m.model.diffusion_model, ("output",)):
+            m.set_model_attn1_replace(replace, *position)
         return (m,)
 
 
@@ -131,27 +114,14 @@ class _Attn2Object:
         return optimized_attention(q, k, v, extra["n_heads"]) * 1.1
 
 
-class Attn2ReplaceProbe:
+class Attn2ReplaceProbe(_ModelProbe):
     """MODEL -> MODEL: an IPAdapter-style attn2 replace object on every attention position."""
     calls = 0
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"model": ("MODEL",)}}
-
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "patch"
-    CATEGORY = "ConsiStory/testing"
-
     def patch(self, model):
         m = model.clone()
-        net = m.model.diffusion_model
-        blocks = [("input", i, b) for i, b in enumerate(net.input_blocks)] + [("middle", 0, net.middle_block)] + \
-                 [("output", i, b) for i, b in enumerate(net.output_blocks)]
-        for name, i, block in blocks:
-            for module in block:
-                for j in range(len(getattr(module, "transformer_blocks", []))):
-                    m.set_model_attn2_replace(_Attn2Object(), name, i, j)
+        for position in _attention_positions(m.model.diffusion_model):
+            m.set_model_attn2_replace(_Attn2Object(), *position)
         return (m,)
 
 

@@ -24,9 +24,9 @@ def split_words(text: str) -> list[str]:
     return [w.strip() for w in text.split(",") if w.strip()]
 
 
-def token_ids(clip, text: str) -> list[int]:
-    """The CLIP-L token ids of ``text`` as the host tokenizes it (all 77-token chunks)."""
-    return [t[0] for chunk in clip.tokenize(text)["l"] for t in chunk]
+def story_prompt(style: str, subjects: list[str], scene: str) -> str:
+    """One image's prompt: ``style subject(s) scene``."""
+    return " ".join(x for x in (style.strip(), " and ".join(subjects), scene) if x)
 
 
 def word_pieces(clip, word: str) -> list[int]:
@@ -88,9 +88,7 @@ class StoryPrompts:
             if not p:
                 raise ValueError(f"ConsiStory Story Prompts: the subject word {w!r} has no tokens")
 
-        subject_text = " and ".join(subjects)
-        prompts = [" ".join(x for x in (style_prefix.strip(), subject_text, scene) if x)
-                   for scene in scene_list]
+        prompts = [story_prompt(style_prefix, subjects, scene) for scene in scene_list]
         conds, pooled, positions, lengths = [], [], [], []
         for prompt in prompts:
             tokens = clip.tokenize(prompt)

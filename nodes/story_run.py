@@ -57,6 +57,7 @@ class StoryRun:
                                           self.settings.threshold_scale)
         self._dift_above = self._dift_below = None  # (sigma, cond features) around dift_sigma
         self.phase_features = None  # DIFT features of the last "dift" pass
+        self._keys: dict = {}       # layer -> (text context, its cross-attention keys)
         self.anchor_inputs: dict = {}        # sigma -> anchors' input latents (k, C, h, w)
         self.anchor_conditioning: dict = {}  # "cond"/"uncond" -> {"context", "y"} of the anchors
 
@@ -110,9 +111,10 @@ class StoryRun:
         rows = self.cond_rows(n.shape[0], extra)
         if rows is None:
             return n, context, value
-        attn2 = transformer_block(self.diffusion_model, *extra["block"], extra["block_index"]).attn2
+        layer = (*extra["block"], extra["block_index"])
+        attn2 = transformer_block(self.diffusion_model, *layer).attn2
         q = attn2.to_q(n[rows])
-        k = attn2.to_k(context[rows])
+        k = self._text_keys(attn2, layer, context[rows])
         maps = subject_token_maps(q, k, attn2.heads, self._token_weights(context.shape[1], q.device))
         grid = token_grid(latent_hw, n.shape[1])
         low = (-(-latent_hw[0] // 4), -(-latent_hw[1] // 4))  # the recording grid
@@ -122,6 +124,13 @@ class StoryRun:
                 align_corners=False).flatten(2)
         self.tracker.add(maps, low)
         return n, context, value
+
+    def _text_keys(self, attn2, layer: tuple, context: torch.Tensor) -> torch.Tensor:
+        """attn2.to_k(context), computed once per layer while the text stays the same."""
+        cached = self._keys.get(layer)
+        if cached is None or cached[0].shape != context.shape or not torch.equal(cached[0], context):
+            cached = self._keys[layer] = (context, attn2.to_k(context))
+        return cached[1]
 
     def _token_weights(self, context_length: int, device) -> torch.Tensor:
         key = (context_length, device)

@@ -24,3 +24,19 @@ def test_headless_run_writes_images_and_mask_overlays(tmp_path):
         assert Image.open(path).size == (128, 96)
     # the overlays are the images tinted where the subject is: same size, not identical
     assert not np.array_equal(np.asarray(Image.open(images[0])), np.asarray(Image.open(masks[0])))
+
+
+def test_a_checkpoint_given_as_a_file_path_reaches_the_stock_loader(host, tmp_path, monkeypatch):
+    import folder_paths
+    from consistory_run.host import absolute_if_file
+    (tmp_path / "my_sdxl.safetensors").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    path = absolute_if_file("my_sdxl.safetensors")  # relative to where the user ran the command
+    assert path == str(tmp_path / "my_sdxl.safetensors")
+    if hasattr(folder_paths, "filename_list_cache"):
+        monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "checkpoints",
+                        (list(folder_paths.folder_names_and_paths["checkpoints"][0]), {".safetensors", ".ckpt"}))
+    assert host.checkpoint(path) == "my_sdxl.safetensors"
+    assert "my_sdxl.safetensors" in folder_paths.get_filename_list("checkpoints")
+    assert host.checkpoint("sd_xl_base_1.0.safetensors") == "sd_xl_base_1.0.safetensors"  # a name stays a name

@@ -1,0 +1,1 @@
+"""Evaluation of ConsiStory against vanilla SDXL: prompt alignment and subject consistency."""
