@@ -31,9 +31,15 @@ def test_every_workflow_is_shipped_in_both_formats(rendered):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_files_are_current(rendered, name):
+    """The API twins match their builder on any host. The UI files record the sockets of the
+    host they are generated on (the default 2024 snapshot; newer hosts add optional inputs,
+    e.g. ControlNetApplyAdvanced's vae), so they are compared byte for byte on that host;
+    on others, test_workflow_matches_the_hosts_node_definitions checks them."""
+    import os
     ui, api = rendered[name]
-    assert (REPO / "workflows" / f"{name}.json").read_text() == ui, "run scripts/make_workflows.py"
     assert (REPO / "workflows" / "api" / f"{name}.json").read_text() == api, "run scripts/make_workflows.py"
+    if not os.environ.get("COMFYUI_PATH"):
+        assert (REPO / "workflows" / f"{name}.json").read_text() == ui, "run scripts/make_workflows.py"
 
 
 @pytest.fixture
