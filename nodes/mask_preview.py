@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..consistory_core import masks_from_maps
-from .story_run import RUN_KEY
+from .unet_wrappers import story_run
 
 COLOURS = torch.tensor([[1.0, 0.2, 0.2], [0.2, 0.5, 1.0], [0.2, 0.9, 0.3], [1.0, 0.8, 0.1],
                         [0.8, 0.3, 1.0], [0.1, 0.9, 0.9]])
@@ -30,9 +30,7 @@ class MaskPreview:
     DESCRIPTION = "Shows where ConsiStory found the subject in each image during the last run."
 
     def preview(self, model, images, opacity):
-        run = model.model_options.get("transformer_options", {}).get(RUN_KEY)
-        if run is None:
-            raise ValueError("ConsiStory Mask Preview: the model is not patched by ConsiStory SDSA")
+        run = story_run(model, "ConsiStory Mask Preview")
         maps = run.tracker.snapshot()
         if maps is None:
             raise ValueError("ConsiStory Mask Preview: no masks yet; sample with this model first")

@@ -48,6 +48,7 @@ class StoryRun:
         self._sigmas_seen = None
         self._plans: dict = {}
         self._weights: dict = {}
+        self._attn2: dict = {}  # layer -> its cross-attention module (the UNet's, never changes)
 
     def __deepcopy__(self, memo):
         return self
@@ -112,7 +113,9 @@ class StoryRun:
         if rows is None:
             return n, context, value
         layer = (*extra["block"], extra["block_index"])
-        attn2 = transformer_block(self.diffusion_model, *layer).attn2
+        if layer not in self._attn2:
+            self._attn2[layer] = transformer_block(self.diffusion_model, *layer).attn2
+        attn2 = self._attn2[layer]
         q = attn2.to_q(n[rows])
         k = self._text_keys(attn2, layer, context[rows])
         maps = subject_token_maps(q, k, attn2.heads, self._token_weights(context.shape[1], q.device))
