@@ -26,18 +26,15 @@ ANCHORS = 2
 
 
 def story_subject(classes, n: int):
-    story_types = sys.modules[classes["ConsiStorySDSA"].__module__.rsplit(".", 1)[0] + ".story_types"]
-    return story_types.StorySubject(prompts=tuple(f"scene {i}" for i in range(n)),
-                                    subjects=(("a man with a hat", ("man", "hat")),),
-                                    positions=tuple(((5,), (8,)) for _ in range(n)),
-                                    word_subject=(0, 0), token_length=77)
+    from consistory_testing.pack import synthetic_story
+    return synthetic_story(classes, n)
 
 
 def build(args):
     """(host node classes, base model, positive, negative, latent, noise) for N + 2 images;
     the first 2 rows are the anchors of the anchor configurations."""
     import torch
-    from consistory_run import tiny_models
+    from consistory_testing import tiny_models
     from consistory_run.host import Host
     host = Host.start()
     host.load_pack(Path(tempfile.mkdtemp()) / "custom_nodes")
@@ -78,7 +75,7 @@ def main() -> None:
     classes, base, positive_all, negative, latent_all, noise_all = build(a)
     import comfy.sample
     import torch
-    from consistory_run.probes import ChunkRecorder
+    from consistory_testing.probes import ChunkRecorder
     k, n = ANCHORS, a.images
     rows = lambda cond, r: [[cond[0][0][r], {"pooled_output": cond[0][1]["pooled_output"][r]}]]
     positive, latent, noise = rows(positive_all, slice(k, None)), latent_all[k:], noise_all[k:]

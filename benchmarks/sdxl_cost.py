@@ -78,9 +78,8 @@ class CallTimer:
 
 
 def story(classes, n):
-    types = sys.modules[classes["ConsiStorySDSA"].__module__.rsplit(".", 1)[0] + ".story_types"]
-    return types.StorySubject(prompts=tuple(f"scene {i}" for i in range(n)), subjects=(("a man with a hat", ("man", "hat")),),
-                              positions=tuple(((5,), (8,)) for _ in range(n)), word_subject=(0, 0), token_length=77)
+    from consistory_testing.pack import synthetic_story
+    return synthetic_story(classes, n)
 
 
 class Bench:
@@ -158,7 +157,7 @@ def schedule_mix(steps):
     """Counts of step kinds in a real schedule of ``steps`` DDIM steps with the paper's settings,
     from running it on the tiny model: {kind: count} and the UNet calls of each configuration."""
     import comfy.model_management  # noqa: F401  (the host is up)
-    from consistory_run import tiny_models
+    from consistory_testing import tiny_models
     from consistory_run.host import Host
     classes = Host.start().nodes.NODE_CLASS_MAPPINGS
     bench = Bench(classes, tiny_models.tiny_sdxl_unet(0), 2, 64, steps, 0.1, (0.1, 0.33))
@@ -196,7 +195,7 @@ def main() -> None:
     a = p.parse_args()
     a.json, a.plot = (x.resolve() if x else None for x in (a.json, a.plot))  # the host changes directory
 
-    from consistory_run import tiny_models
+    from consistory_testing import tiny_models
     from consistory_run.host import Host
     host = Host.start()
     host.load_pack(Path(tempfile.mkdtemp()) / "custom_nodes")

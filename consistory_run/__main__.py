@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     folder_paths.set_output_directory(str(out))
     ckpt = host.checkpoint(a.ckpt) if real else None
     if not real:
-        from . import tiny_models
+        from consistory_testing import tiny_models
         host.register(tiny_models.NODE_CLASS_MAPPINGS)
         print("      no --ckpt: using a tiny SDXL-shaped model with random weights; the images "
               "show that the pipeline runs, not what SDXL would draw", flush=True)

@@ -52,7 +52,7 @@ def parse(argv=None):
 def generate(host, prompt_set: dict, method: dict, a, ckpt) -> tuple:
     """(images (N, H, W, 3), masks (N, H, W)) of one set with one method."""
     from consistory_run.graphs import story_graph, with_preview
-    from consistory_run.probes import LatentCapture
+    from consistory_testing.probes import LatentCapture
     g = with_preview(story_graph(prompt_set["scenes"], subject=prompt_set["subject"], words=prompt_set["words"],
                                  style=prompt_set.get("style", "a photo of"), seed=a.seed, steps=a.steps,
                                  width=a.size, height=a.size, cfg=a.cfg, sampler="ddim", scheduler="ddim_uniform",
@@ -72,7 +72,7 @@ def save_png(image: torch.Tensor, path: Path) -> None:
 
 def main(argv=None) -> int:
     a = parse(argv)
-    from consistory_run import probes, tiny_models
+    from consistory_testing import probes, tiny_models
     from consistory_run.host import Host
     from evaluation.metrics import Scorers
     host = Host.start()

@@ -1,12 +1,13 @@
-"""ComfyUI glue of the pack: one module per node, the run state in story_run."""
-from .anchor_bank import MakeAnchorBank
-from .bank_files import LoadAnchorBank, SaveAnchorBank
+"""The pack's nodes: one module per node, each only declaring its inputs and calling the
+runtime (consistory_patches). Node ids never change, so saved workflows keep loading."""
 from .collect_features import CollectFeatures
 from .feature_injection import FeatureInjection
+from .make_anchor_bank import MakeAnchorBank
 from .mask_preview import MaskPreview
 from .query_blend import QueryBlend
-from .sdsa import SubjectDrivenSelfAttention
+from .save_load_bank import LoadAnchorBank, SaveAnchorBank
 from .story_prompts import StoryPrompts
+from .subject_driven_attention import SubjectDrivenSelfAttention
 from .subject_masks import SubjectMaskSettings
 from .use_anchors import UseAnchors
 

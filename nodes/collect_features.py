@@ -1,10 +1,11 @@
 """ConsiStory Collect Features: DIFT features and final masks of a finished sampler run,
-for exact (two-pass) feature injection."""
+for exact (two-pass) feature injection (paper §4.3)."""
 from __future__ import annotations
 
 from ..consistory_core.correspondence import gaussian_smooth
-from .story_types import FEATURES_TYPE, CorrespondenceFeatures
-from .unet_wrappers import story_run
+from ..consistory_patches.story import story_of
+from ..consistory_patches.values import CorrespondenceFeatures
+from .sockets import FEATURES_TYPE, REFINE
 
 
 class CollectFeatures:
@@ -18,21 +19,20 @@ class CollectFeatures:
     RETURN_TYPES = (FEATURES_TYPE,)
     RETURN_NAMES = ("features",)
     FUNCTION = "collect"
-    CATEGORY = "ConsiStory"
+    CATEGORY = REFINE
     DESCRIPTION = ("After a first sampler run: its DIFT features (t≈261) and final subject masks, "
                    "for ConsiStory Feature Injection in a second run with the same seed.")
 
     def collect(self, model, samples):
-        run = story_run(model, "ConsiStory Collect Features")
-        recorded = run.recorded_features()
-        maps = run.tracker.snapshot()
+        story = story_of(model, "ConsiStory Collect Features")
+        recorded = story.dift.recorded_features()
+        maps = story.run.tracker.snapshot()
         if recorded is None or maps is None:
             raise ValueError("ConsiStory Collect Features: the run recorded no features; connect the "
                              "output of a sampler that used this model")
-        sigma, features = recorded
+        _, features = recorded
         latent = samples["samples"]
-        if features.shape[0] != latent.shape[0] + run.replayed:
-            raise ValueError(f"ConsiStory Collect Features: features of {features.shape[0] - run.replayed} "
+        if features.shape[0] != latent.shape[0] + story.run.replayed:
+            raise ValueError(f"ConsiStory Collect Features: features of {features.shape[0] - story.run.replayed} "
                              f"images but the samples have {latent.shape[0]}")
-        return (CorrespondenceFeatures(gaussian_smooth(features.float()), maps, sigma,
-                                       tuple(latent.shape[2:])),)
+        return (CorrespondenceFeatures(gaussian_smooth(features.float()), maps),)

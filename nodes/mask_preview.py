@@ -1,11 +1,12 @@
-"""ConsiStory Mask Preview: the subject masks of the last run of a patched model."""
+"""ConsiStory Mask Preview: the subject masks of the last run of a patched model (paper §4.1)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from ..consistory_core import masks_from_maps
-from .unet_wrappers import story_run
+from ..consistory_patches.story import story_of
+from .sockets import STORY
 
 COLOURS = torch.tensor([[1.0, 0.2, 0.2], [0.2, 0.5, 1.0], [0.2, 0.9, 0.3], [1.0, 0.8, 0.1],
                         [0.8, 0.3, 1.0], [0.1, 0.9, 0.9]])
@@ -26,11 +27,11 @@ class MaskPreview:
     OUTPUT_TOOLTIPS = ("Union of the subject masks, one per image, at image size.",
                        "The images with each subject's mask in its own colour.")
     FUNCTION = "preview"
-    CATEGORY = "ConsiStory"
+    CATEGORY = STORY
     DESCRIPTION = "Shows where ConsiStory found the subject in each image during the last run."
 
     def preview(self, model, images, opacity):
-        run = story_run(model, "ConsiStory Mask Preview")
+        run = story_of(model, "ConsiStory Mask Preview").run
         maps = run.tracker.snapshot()
         if maps is None:
             raise ValueError("ConsiStory Mask Preview: no masks yet; sample with this model first")

@@ -1,23 +1,10 @@
-"""ConsiStory Query Blend: vanilla-query blending (paper §4.2).
-
-While shared attention is on during the first part of the schedule, an extra UNet
-forward on the same latents runs with sharing off; its up-block self-attention queries
-are kept (its output is discarded) and the sampler's pass uses
-``q = s*q_vanilla + (1-s)*q``, s falling linearly from start to end strength.
-"""
+"""ConsiStory Query Blend: vanilla-query blending (paper §4.2; runtime: consistory_patches.blend_pass)."""
 from __future__ import annotations
 
-from .story_run import BLEND_KEY, PHASE_KEY, VANILLA_QUERIES_KEY
-from .unet_wrappers import chained, phase_of, story_run, with_options
-
-
-def schedule_percent(model_sampling, sigma: float) -> float:
-    """Where ``sigma`` sits in the schedule, as the host's percent (inverse of percent_to_sigma)."""
-    lo, hi = 0.0, 1.0
-    for _ in range(40):  # percent_to_sigma falls as the percent grows
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if model_sampling.percent_to_sigma(mid) > sigma else (lo, mid)
-    return (lo + hi) / 2
+from ..consistory_core.settings import BlendSettings
+from ..consistory_patches.blend_pass import QueryBlendPass
+from ..consistory_patches.story import story_of, with_parts
+from .sockets import REFINE
 
 
 class QueryBlend:
@@ -35,33 +22,11 @@ class QueryBlend:
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
-    CATEGORY = "ConsiStory"
+    CATEGORY = REFINE
     DESCRIPTION = ("Keeps layouts varied: early steps blend the queries of a pass without "
                    "shared attention into the shared pass (one extra UNet call per early step).")
 
     def patch(self, model, start_strength, end_strength, end_percent):
-        run = story_run(model, "ConsiStory Query Blend")
-        m = model.clone()
-        sampling = m.model.model_sampling
-        end_sigma = sampling.percent_to_sigma(end_percent)
-        previous = chained(m.model_options)
-
-        def strength(sigma: float) -> float:
-            if end_percent <= 0:
-                return start_strength
-            p = min(schedule_percent(sampling, sigma) / end_percent, 1.0)
-            return start_strength + (end_strength - start_strength) * p
-
-        def wrapper(apply_model, args):
-            if phase_of(args) is not None:
-                return previous(apply_model, args)
-            sigma = run.sync(args["timestep"])
-            if sigma < end_sigma or not run.active(sigma):
-                return previous(apply_model, args)
-            queries = {}
-            previous(apply_model, with_options(args, **{PHASE_KEY: "vanilla", VANILLA_QUERIES_KEY: queries}))
-            return previous(apply_model, with_options(args, **{VANILLA_QUERIES_KEY: queries,
-                                                               BLEND_KEY: strength(sigma)}))
-
-        m.set_model_unet_function_wrapper(wrapper)
-        return (m,)
+        story = story_of(model, "ConsiStory Query Blend")
+        settings = BlendSettings(start_strength=start_strength, end_strength=end_strength, end_percent=end_percent)
+        return (with_parts(model, story, blend=QueryBlendPass(story.run, settings, model.model.model_sampling)),)

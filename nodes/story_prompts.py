@@ -8,7 +8,8 @@ import re
 import torch
 
 from ..consistory_core import SubjectWordMissing, repeated_positions, subject_positions
-from .story_types import SUBJECT_TYPE, StorySubject
+from ..consistory_patches.values import StorySubject
+from .sockets import STORY, SUBJECT_TYPE
 
 START, END = 49406, 49407
 STOPWORDS = {"a", "an", "the", "with", "of", "in", "on", "and", "at", "to", "for", "by", "from",
@@ -63,7 +64,7 @@ class StoryPrompts:
                        "Subject token positions per prompt, for the ConsiStory SDSA node.",
                        "Number of scenes: the latent batch size to use.")
     FUNCTION = "encode"
-    CATEGORY = "ConsiStory"
+    CATEGORY = STORY
     DESCRIPTION = "Builds one prompt per scene around a shared subject and finds the subject words in each."
 
     def encode(self, clip, subject, subject_words, scenes, style_prefix):

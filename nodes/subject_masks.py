@@ -1,7 +1,8 @@
 """ConsiStory Subject Masks: how subject masks are found from cross-attention (paper §4.1)."""
 from __future__ import annotations
 
-from .story_types import MASK_SETTINGS_TYPE, MaskSettings
+from ..consistory_core.settings import MaskSettings
+from .sockets import MASK_SETTINGS_TYPE, STORY
 
 
 class SubjectMaskSettings:
@@ -21,7 +22,7 @@ class SubjectMaskSettings:
     RETURN_TYPES = (MASK_SETTINGS_TYPE,)
     RETURN_NAMES = ("mask_settings",)
     FUNCTION = "settings"
-    CATEGORY = "ConsiStory"
+    CATEGORY = STORY
     DESCRIPTION = "Settings of the automatic subject masks, for the ConsiStory SDSA node."
 
     def settings(self, window, resolution, threshold_scale):

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from consistory_core.anchor_bank import AnchorBank, BankError
+from consistory_core.bank_file import AnchorBank, BankDescription, BankError
 
 
 def bank(steps=5, k=2, hw=(6, 8)):
@@ -12,8 +12,9 @@ def bank(steps=5, k=2, hw=(6, 8)):
     return AnchorBank(torch.linspace(10, 0.1, steps, dtype=torch.float64), torch.randn(steps, k, 4, *hw, generator=g),
                       {"cond": {"context": torch.randn(k, 77, 16, generator=g), "y": torch.randn(k, 8, generator=g)},
                        "uncond": {"context": torch.randn(k, 154, 16, generator=g), "y": torch.randn(k, 8, generator=g)}},
-                      {"model_family": "SDXL", "context_dim": 16, "subjects": [["a cat", ["cat"]]],
-                       "token_counts": [77, 77], "schedule": "5 calls", "prompts": ["a", "b"]})
+                      BankDescription(prompts=("a", "b"), subjects=(("a cat", ("cat",)),), positions=(((2,),), ((2,),)),
+                                      word_subject=(0,), token_length=77, schedule="5 calls", model_family="SDXL",
+                                      context_dim=16))
 
 
 def test_round_trip_keeps_every_tensor_and_fact(tmp_path):
@@ -24,7 +25,7 @@ def test_round_trip_keeps_every_tensor_and_fact(tmp_path):
     for chunk in ("cond", "uncond"):
         for name in ("context", "y"):
             assert torch.equal(c.conditioning[chunk][name], b.conditioning[chunk][name])
-    assert c.info == b.info and c.anchors == 2 and c.latent_hw == (6, 8)
+    assert c.description == b.description and c.anchors == 2 and c.latent_hw == (6, 8)
 
 
 def test_metadata_states_format_version_family_size_words_and_token_counts(tmp_path):
@@ -70,7 +71,7 @@ def test_saving_over_a_larger_file_leaves_a_readable_bank(tmp_path):
     ("truncated", "cannot be read as a .safetensors file"),
     ("empty", "cannot be read as a .safetensors file"),
     ("other safetensors", "is not a ConsiStory anchor bank"),
-    ("newer version", "version 9 bank; this pack reads up to 1"),
+    ("newer version", "format version 9 bank; this version of comfyui-consistory reads format versions up to 1"),
     ("missing tensor", "incomplete anchor bank"),
 ])
 def test_broken_files_are_refused_clearly(tmp_path, damage, match):

@@ -11,7 +11,7 @@ if str(REPO) not in sys.path:
 
 @pytest.fixture(scope="session")
 def host(tmp_path_factory):
-    from consistory_run import probes, tiny_models
+    from consistory_testing import probes, tiny_models
     from consistory_run.host import Host
     h = Host.start()
     h.load_pack(tmp_path_factory.mktemp("comfy") / "custom_nodes")
@@ -22,6 +22,6 @@ def host(tmp_path_factory):
 
 @pytest.fixture
 def latents():
-    from consistory_run.probes import LatentCapture
+    from consistory_testing.probes import LatentCapture
     LatentCapture.store.clear()
     return LatentCapture.store

@@ -28,7 +28,7 @@ def run_fresh(graph: dict, tmp_path: Path) -> dict:
     from safetensors.torch import load_file
     path, latents = tmp_path / "graph.json", tmp_path / "latents.safetensors"
     path.write_text(json.dumps(graph))
-    proc = subprocess.run([sys.executable, "-m", "consistory_run.run_graph", str(path), "--latents", str(latents),
+    proc = subprocess.run([sys.executable, "-m", "consistory_testing.run_graph", str(path), "--latents", str(latents),
                            "--output-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return load_file(str(latents))

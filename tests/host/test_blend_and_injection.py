@@ -12,7 +12,7 @@ STEPS = 10
 
 
 def sample(host, latents, calls=None, **kw):
-    from consistory_run.probes import ChunkRecorder
+    from consistory_testing.probes import ChunkRecorder
     ChunkRecorder.calls.clear()
     host.run(story_graph(steps=STEPS, record_chunks=True, **kw))
     if calls is not None:
@@ -88,9 +88,9 @@ def test_full_method_split_cond_uncond_calls_equal_one_call(host, latents, monke
 
 
 def test_schedule_percent_inverts_the_hosts_percent_to_sigma(host):
-    import sys
-    from consistory_run.tiny_models import tiny_sdxl_unet
-    blend = sys.modules[host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryQueryBlend"].__module__]
+    from consistory_testing.pack import pack_module
+    from consistory_testing.tiny_models import tiny_sdxl_unet
+    blend = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.blend_pass")
     sampling = tiny_sdxl_unet().model.model_sampling
     for p in (0.05, 0.1, 0.33, 0.5, 0.9):
         assert abs(blend.schedule_percent(sampling, sampling.percent_to_sigma(p)) - p) < 1e-4

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from consistory_run.server import get_json, running_server
+from consistory_testing.server import get_json, running_server
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
@@ -71,7 +71,7 @@ def test_every_workflow_loads_with_every_node_known(page, path):
 def test_consistory_widgets_show_their_defaults(page):
     driver, url = page
     info = get_json(url + "/object_info")
-    names = [n for n in info if n.startswith("ConsiStory") and info[n]["category"] == "ConsiStory"]
+    names = [n for n in info if n.startswith("ConsiStory") and info[n]["category"].split("/")[0] == "ConsiStory" and "testing" not in info[n]["category"]]
     shown = driver.execute_script("""
       const out = {};
       for (const type of arguments[0]) {

@@ -33,7 +33,7 @@ def _chain(g, before=None, after=None):
 
 
 def test_other_packs_attn1_and_attn2_replacements_all_take_effect(host, latents):
-    from consistory_run.probes import Attn1ReplaceProbe, Attn2ReplaceProbe
+    from consistory_testing.probes import Attn1ReplaceProbe, Attn2ReplaceProbe
     Attn1ReplaceProbe.calls.clear()
     Attn2ReplaceProbe.calls = 0
     g = _chain(story_graph(), before="ConsiStoryAttn1ReplaceProbe", after="ConsiStoryAttn2ReplaceProbe")
@@ -48,7 +48,7 @@ def test_other_packs_attn1_and_attn2_replacements_all_take_effect(host, latents)
 
 
 def test_an_attn2_replace_object_applied_before_sdsa_survives(host, latents):
-    from consistory_run.probes import Attn2ReplaceProbe
+    from consistory_testing.probes import Attn2ReplaceProbe
     Attn2ReplaceProbe.calls = 0
     first = sample(host, latents, _chain(story_graph(), before="ConsiStoryAttn2ReplaceProbe"))
     assert Attn2ReplaceProbe.calls > 0

@@ -10,7 +10,7 @@ WORDS = "man, hat\ncat"
 
 
 def test_every_subjects_tokens_are_found_in_every_prompt(host):
-    from consistory_run.tiny_models import tiny_sdxl_clip
+    from consistory_testing.tiny_models import tiny_sdxl_clip
     prompts = host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryStoryPrompts"]()
     clip = tiny_sdxl_clip()
     cond, story, n = prompts.encode(clip, SUBJECTS, WORDS, "in a park\nat the beach\nin a kitchen", "a photo of")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from consistory_run.example_workflows import shrunk
-from consistory_run.server import get_json, post_json, running_server
+from consistory_testing.server import get_json, post_json, running_server
 
 REPO = Path(__file__).resolve().parents[2]
 PACK_NODES = ["ConsiStoryStoryPrompts", "ConsiStorySubjectMasks", "ConsiStorySDSA", "ConsiStoryMaskPreview",
@@ -27,7 +27,8 @@ def test_object_info_lists_every_consistory_node_with_tooltips(server):
     for name in PACK_NODES:
         assert name in info, name
         node = info[name]
-        assert node["category"] == "ConsiStory" and node["display_name"].startswith("ConsiStory")
+        assert node["category"] in ("ConsiStory/story", "ConsiStory/refine", "ConsiStory/bank"), node["category"]
+        assert node["display_name"].startswith("ConsiStory")
         for section in ("required", "optional"):
             for input_name, spec in node["input"].get(section, {}).items():
                 assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"

@@ -42,7 +42,7 @@ def test_only_mapped_images_influence_each_other(host, latents):
 
 
 def test_split_cond_uncond_calls_equal_one_call(host, latents, monkeypatch):
-    from consistory_run.probes import ChunkRecorder
+    from consistory_testing.probes import ChunkRecorder
     import comfy.model_base
     ChunkRecorder.calls.clear()
     batched = run(host, latents, story_graph(record_chunks=True))
@@ -107,7 +107,7 @@ def test_latent_batch_must_match_the_scenes(host, latents):
 def test_an_attn1_replace_already_on_the_model_is_chained(host, latents):
     """Another pack's attn1 replace under SDSA keeps running, and while sharing is on it is
     given each image's own keys plus the subject keys it may see."""
-    from consistory_run.probes import Attn1ReplaceProbe
+    from consistory_testing.probes import Attn1ReplaceProbe
     Attn1ReplaceProbe.calls.clear()
     g = story_graph()
     g["other"] = {"class_type": "ConsiStoryAttn1ReplaceProbe", "inputs": {"model": ["ckpt", 0]}}

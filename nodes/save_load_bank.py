@@ -10,8 +10,8 @@ import os
 
 import folder_paths
 
-from ..consistory_core.anchor_bank import AnchorBank, BankError
-from .anchor_bank import BANK_TYPE
+from ..consistory_core.bank_file import AnchorBank, BankError
+from .sockets import BANK, BANK_TYPE
 
 FOLDER = "consistory_banks"
 
@@ -55,7 +55,7 @@ class SaveAnchorBank:
     RETURN_TYPES = ()
     FUNCTION = "save"
     OUTPUT_NODE = True
-    CATEGORY = "ConsiStory"
+    CATEGORY = BANK
     DESCRIPTION = "Saves an anchor bank as a .safetensors file that ConsiStory Load Anchor Bank lists."
 
     def save(self, bank, filename_prefix):
@@ -80,7 +80,7 @@ class LoadAnchorBank:
     RETURN_TYPES = (BANK_TYPE,)
     RETURN_NAMES = ("bank",)
     FUNCTION = "load"
-    CATEGORY = "ConsiStory"
+    CATEGORY = BANK
     DESCRIPTION = "Loads a saved anchor bank and checks that it is one."
 
     @classmethod

@@ -12,12 +12,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .host import PACK_DIR, PACK_NAME, comfyui_path
+from consistory_run.host import PACK_DIR, PACK_NAME, comfyui_path
 
 TEST_NODES = f'''"""Test-only nodes: the tiny random-weight models and probes of comfyui-consistory."""
 import sys
 sys.path.append({str(PACK_DIR)!r})
-from consistory_run import probes, tiny_models
+from consistory_testing import probes, tiny_models
 NODE_CLASS_MAPPINGS = {{**tiny_models.NODE_CLASS_MAPPINGS, **probes.NODE_CLASS_MAPPINGS}}
 '''
 
@@ -63,7 +63,7 @@ def running_server(base: Path, start_timeout: float = 180):
     """Yields the server's URL; the server is stopped on exit, whatever happened."""
     port = free_port()
     log = open(base / "server.log", "w")
-    command = [sys.executable, "-m", "consistory_run.serve", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+    command = [sys.executable, "-m", "consistory_testing.serve", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
                "--disable-auto-launch"] + prepare_base(base)
     process = subprocess.Popen(command, cwd=PACK_DIR, stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})

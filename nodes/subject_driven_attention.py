@@ -1,12 +1,11 @@
-"""ConsiStory SDSA: subject-driven shared self-attention as a patch on a model clone
-(paper §4.1, dropout §4.2, anchors §4.4)."""
+"""ConsiStory SDSA: subject-driven shared self-attention on a model clone
+(paper §4.1, dropout §4.2, anchors §4.4; runtime: consistory_patches.story)."""
 from __future__ import annotations
 
 from ..consistory_core import anchor_mapping
-from .anchor_bank import record_anchors
-from .story_patch import story_model
-from .story_types import MASK_SETTINGS_TYPE, SUBJECT_TYPE, MaskSettings
-from .unet_layers import BLOCK_GROUPS
+from ..consistory_core.settings import BLOCK_GROUPS, MaskSettings, SettingsError, SharingSettings
+from ..consistory_patches.story import patch_story
+from .sockets import MASK_SETTINGS_TYPE, STORY, SUBJECT_TYPE
 
 
 class SubjectDrivenSelfAttention:
@@ -35,16 +34,17 @@ class SubjectDrivenSelfAttention:
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch"
-    CATEGORY = "ConsiStory"
+    CATEGORY = STORY
     DESCRIPTION = ("Shares the subject between the images of a batch: each image's self-attention "
                    "also sees the subject patches of the other images.")
 
     def patch(self, model, subject, dropout, dropout_seed, anchors, start_percent, end_percent,
               blocks, mask_settings=None):
-        m, run = story_model(model, subject, mask_settings or MaskSettings(), dropout=dropout,
-                             dropout_seed=dropout_seed, share=anchor_mapping(subject.images, anchors),
-                             start_percent=start_percent, end_percent=end_percent, blocks=blocks)
-        run.config["anchors"] = anchors
-        if anchors > 0:  # keep what ConsiStory Anchor Bank needs to reuse the anchors later
-            record_anchors(m, run, min(anchors, subject.images))
+        try:
+            sharing = SharingSettings(dropout=dropout, dropout_seed=dropout_seed, anchors=anchors,
+                                      start_percent=start_percent, end_percent=end_percent, blocks=blocks,
+                                      masks=mask_settings or MaskSettings())
+        except SettingsError as e:
+            raise ValueError(f"ConsiStory SDSA: {e}") from None
+        m, _ = patch_story(model, subject, sharing, anchor_mapping(subject.images, anchors))
         return (m,)

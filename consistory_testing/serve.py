@@ -1,4 +1,4 @@
-"""python -m consistory_run.serve [main.py arguments]: the host's main.py, with the
+"""python -m consistory_testing.serve [main.py arguments]: the host's main.py, with the
 torchvision placeholder of consistory_run.host installed first (see there)."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import runpy
 import sys
 
-from .host import PACK_DIR, _torchvision_placeholder, comfyui_path
+from consistory_run.host import PACK_DIR, _torchvision_placeholder, comfyui_path
 
 
 def main() -> None:

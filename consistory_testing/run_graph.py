@@ -1,4 +1,4 @@
-"""Run an API-format graph in a fresh process: python -m consistory_run.run_graph GRAPH.json
+"""Run an API-format graph in a fresh process: python -m consistory_testing.run_graph GRAPH.json
 [--latents OUT.safetensors] [--output-dir DIR]. The tiny model and the probe nodes are
 registered; what LatentCapture nodes captured is written to OUT."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     graph = json.loads(a.graph.read_text())
     from . import probes, tiny_models
-    from .host import Host
+    from consistory_run.host import Host
     host = Host.start()
     host.load_pack(Path(tempfile.mkdtemp()) / "custom_nodes")
     host.register(tiny_models.NODE_CLASS_MAPPINGS)

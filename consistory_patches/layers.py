@@ -5,12 +5,6 @@ A position is (block name, block id, block index) as the host's ``extra_options`
 """
 from __future__ import annotations
 
-BLOCK_GROUPS = {
-    "output (paper)": ("output",),
-    "middle + output": ("middle", "output"),
-    "input + middle + output": ("input", "middle", "output"),
-}
-
 
 def _transformer(block):
     for module in block:

@@ -1,0 +1,197 @@
+"""Anchor banks: a subject kept in a file and reused for new prompts (paper §4.4).
+
+New images attend to [self ; anchors]. Instead of the anchors' keys and values per layer
+and step (gigabytes at 1024²), a bank keeps what recomputes them exactly: the anchors'
+UNet input latents at every sigma of the schedule and their conditioning. Reuse runs the
+anchors' rows again beside the new images in the same UNet calls, so the anchors' keys,
+values, masks and correspondence features are what they were when the bank was made.
+For 2 anchors at 1024² and 50 steps that is 50 x 2 x 4 x 128 x 128 fp32 = 26 MB of
+latents plus about 3 MB of conditioning.
+
+The file is a .safetensors file. Its metadata holds ``format``, ``version`` and ``info``
+(the JSON of a ``BankDescription``), plus a summary for people and file browsers
+(model family, schedule, latent size, anchors, subject words, token counts) that is
+written from the description and checked against it and the tensors on load.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import torch
+
+from .settings import MaskSettings, SettingsError, SharingSettings, check_version
+
+FORMAT = "consistory-anchor-bank"
+VERSION = 1  # format 1: written since the first release of the pack
+
+
+class BankError(ValueError):
+    """A bank file or a bank's use does not fit; the message names what differs."""
+
+
+@dataclass(frozen=True)
+class BankDescription:
+    """What a bank's anchors are: their prompts and subject tokens, the sharing settings
+    they were made with, and the model and schedule they need.
+
+    positions[i][k]: token positions of subject word k in anchor prompt i (a context of
+    token_length tokens); word_subject[k]: the subject of word k; subjects[s] = (text, words).
+    """
+    prompts: tuple
+    subjects: tuple
+    positions: tuple
+    word_subject: tuple
+    token_length: int
+    sharing: SharingSettings = field(default_factory=SharingSettings)
+    schedule: str = ""
+    model_family: str = ""
+    context_dim: int = 0
+
+    @property
+    def anchors(self) -> int:
+        return len(self.prompts)
+
+    def to_json(self) -> dict:
+        """The format-1 ``info`` JSON (sharing settings flat under "settings")."""
+        s = self.sharing
+        settings = {"dropout": s.dropout, "dropout_seed": s.dropout_seed, "anchors": s.anchors,
+                    "start_percent": s.start_percent, "end_percent": s.end_percent, "blocks": s.blocks,
+                    "window": s.masks.window, "resolution": s.masks.resolution,
+                    "threshold_scale": s.masks.threshold_scale}
+        return {"prompts": list(self.prompts), "subjects": [[t, list(w)] for t, w in self.subjects],
+                "positions": [[list(p) for p in words] for words in self.positions],
+                "word_subject": list(self.word_subject), "token_length": self.token_length,
+                "settings": settings, "schedule": self.schedule, "model_family": self.model_family,
+                "context_dim": self.context_dim}
+
+    @classmethod
+    def from_json(cls, info: dict, version: int = VERSION) -> "BankDescription":
+        """Reads the ``info`` of a bank of format ``version`` (1 .. VERSION)."""
+        check_version("anchor bank", version, VERSION)
+        s = info["settings"]
+        sharing = SharingSettings(
+            dropout=s["dropout"], dropout_seed=s["dropout_seed"], anchors=s.get("anchors", 0),
+            start_percent=s["start_percent"], end_percent=s["end_percent"], blocks=s["blocks"],
+            masks=MaskSettings(window=s["window"], resolution=s["resolution"],
+                               threshold_scale=s["threshold_scale"]))
+        return cls(prompts=tuple(info["prompts"]),
+                   subjects=tuple((t, tuple(w)) for t, w in info["subjects"]),
+                   positions=tuple(tuple(tuple(p) for p in words) for words in info["positions"]),
+                   word_subject=tuple(info["word_subject"]), token_length=int(info["token_length"]),
+                   sharing=sharing, schedule=info.get("schedule", ""),
+                   model_family=info.get("model_family", ""), context_dim=int(info.get("context_dim", 0)))
+
+
+@dataclass
+class AnchorBank:
+    """sigmas (S,) float64, descending: every sigma the UNet was called at;
+    inputs (S, k, C, h, w): the anchors' UNet input latents at those sigmas;
+    conditioning: chunk ("cond" / "uncond") -> {"context": (k, L, D), "y": (k, A)};
+    description: what the anchors are and how they were made."""
+    sigmas: torch.Tensor
+    inputs: torch.Tensor
+    conditioning: dict
+    description: BankDescription
+
+    @property
+    def anchors(self) -> int:
+        return self.inputs.shape[1]
+
+    @property
+    def latent_hw(self) -> tuple:
+        return tuple(self.inputs.shape[-2:])
+
+    def input_at(self, sigma: float) -> torch.Tensor:
+        """The anchors' input latents (k, C, h, w) at ``sigma``; BankError off the schedule."""
+        diff = (self.sigmas - sigma).abs()
+        i = int(diff.argmin())
+        if diff[i] > 1e-5 * max(1.0, abs(sigma)):
+            raise BankError(
+                f"the sampler asks for sigma {sigma:.6g}, which is not on the schedule the bank was "
+                f"made with ({self.description.schedule or '?'}: {len(self.sigmas)} sigmas from "
+                f"{float(self.sigmas[0]):.6g} to {float(self.sigmas[-1]):.6g}); use the same sampler, "
+                "scheduler, steps and denoise")
+        return self.inputs[i]
+
+    def check_model(self, model_family: str, context_dim: int) -> None:
+        want = (self.description.model_family, self.description.context_dim)
+        have = (model_family, context_dim)
+        if want != have:
+            names = ("model family", "text context width")
+            diff = "; ".join(f"{n}: bank {w}, model {h}" for n, w, h in zip(names, want, have) if w != h)
+            raise BankError(f"the bank was made with another kind of model ({diff})")
+
+    def check_latent(self, latent_shape: tuple) -> None:
+        """latent_shape (C, h, w) of the sampler's latents."""
+        channels, *latent_hw = latent_shape
+        if channels != self.inputs.shape[2]:
+            raise BankError(f"the bank has {self.inputs.shape[2]}-channel latents, this run {channels}")
+        if tuple(latent_hw) != self.latent_hw:
+            h, w = self.latent_hw
+            raise BankError(f"the bank was made at {w * 8}x{h * 8} px (latent {h}x{w}); this run is "
+                            f"{latent_hw[1] * 8}x{latent_hw[0] * 8} px: use the bank's size")
+
+    # -- files ---------------------------------------------------------------------------
+    def tensors(self) -> dict:
+        out = {"sigmas": self.sigmas.double().contiguous(), "inputs": self.inputs.float().contiguous()}
+        for chunk, c in self.conditioning.items():
+            for name, t in c.items():
+                out[f"{chunk}.{name}"] = t.float().contiguous()
+        return out
+
+    def metadata(self) -> dict:
+        d = self.description
+        return {"format": FORMAT, "version": str(VERSION), "info": json.dumps(d.to_json(), sort_keys=True),
+                "model_family": d.model_family, "schedule": d.schedule,
+                "latent_size": "x".join(map(str, self.latent_hw)), "anchors": str(self.anchors),
+                "subject_words": json.dumps([[t, list(w)] for t, w in d.subjects]),
+                "token_counts": json.dumps([d.token_length] * d.anchors)}
+
+    def save(self, path) -> None:
+        from pathlib import Path
+        from safetensors.torch import save_file
+        Path(path).unlink(missing_ok=True)  # save_file does not shorten an existing file
+        save_file(self.tensors(), str(path), metadata=self.metadata())
+
+    @classmethod
+    def load(cls, path) -> "AnchorBank":
+        from safetensors import safe_open
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != FORMAT:
+                    raise BankError(f"{path} is not a ConsiStory anchor bank (no '{FORMAT}' metadata)")
+                version = int(meta.get("version", "0"))
+                if version > VERSION:
+                    raise BankError(f"{path} is a format version {version} bank; this version of "
+                                    f"comfyui-consistory reads format versions up to {VERSION}: update the pack")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except BankError:
+            raise
+        except Exception as e:  # safetensors raises its own errors on a truncated or corrupted file
+            raise BankError(f"{path} cannot be read as a .safetensors file (truncated or corrupted?): {e}") from None
+        try:
+            description = BankDescription.from_json(json.loads(meta["info"]), version)
+            conditioning: dict = {}
+            for key, t in tensors.items():
+                if "." in key:
+                    chunk, name = key.split(".", 1)
+                    conditioning.setdefault(chunk, {})[name] = t
+            bank = cls(tensors["sigmas"], tensors["inputs"], conditioning, description)
+        except SettingsError as e:
+            raise BankError(f"{path}: {e}") from None
+        except (KeyError, ValueError, TypeError) as e:
+            raise BankError(f"{path} is an incomplete anchor bank (missing {e})") from None
+        if bank.inputs.shape[0] != bank.sigmas.shape[0] or "cond" not in conditioning:
+            raise BankError(f"{path} is an inconsistent anchor bank ({bank.inputs.shape[0]} latents "
+                            f"for {bank.sigmas.shape[0]} sigmas)")
+        summary = {"anchors": str(bank.anchors), "latent_size": "x".join(map(str, bank.latent_hw))}
+        for key, value in summary.items():
+            if key in meta and meta[key] != value:
+                raise BankError(f"{path} is an inconsistent anchor bank (its header says {key} {meta[key]}, "
+                                f"its tensors {value})")
+        if bank.anchors != description.anchors:
+            raise BankError(f"{path} is an inconsistent anchor bank ({bank.anchors} anchor latents for "
+                            f"{description.anchors} anchor prompts)")
+        return bank

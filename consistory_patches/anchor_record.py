@@ -1,0 +1,58 @@
+"""Recording the anchors of a run for a bank (§4.4), as a wrapper stage.
+
+On the sampler's own calls the first k images of the batch are the anchors: their UNet
+input latents at every sigma and their conditioning per chunk are kept, and
+``bank()`` packs them, with the story and settings, as an AnchorBank.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..consistory_core.bank_file import AnchorBank, BankDescription
+from .chunks import CHUNK_NAMES, Chunks
+from .passes import args_pass
+from .run_state import StoryRun
+
+
+class AnchorRecorder:
+    def __init__(self, run: StoryRun, anchors: int):
+        self.run, self.anchors = run, anchors
+        self._reset()
+        run.on_new_run(self._reset)
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def _reset(self) -> None:
+        self.inputs: dict = {}        # sigma -> anchors' input latents (k, C, h, w)
+        self.conditioning: dict = {}  # "cond"/"uncond" -> {"c_crossattn": (k, L, D), "y": (k, A)}
+
+    def __call__(self, call, args):
+        if args_pass(args).is_sampler:
+            sigma = self.run.sync(args["timestep"])
+            x = args["input"]
+            chunks = Chunks.of(x.shape[0], args["cond_or_uncond"])
+            if sigma not in self.inputs:
+                self.inputs[sigma] = x[:self.anchors].detach().clone()
+            for c, kind in enumerate(chunks.order):
+                name = CHUNK_NAMES.get(kind)
+                if name and name not in self.conditioning:
+                    rows = chunks.head(c, self.anchors)
+                    self.conditioning[name] = {key: args["c"][key][rows].detach().clone()
+                                               for key in ("c_crossattn", "y") if key in args["c"]}
+        return call(args)
+
+    def bank(self, facts: dict) -> AnchorBank:
+        """The anchors of the last run; ``facts``: model_family and context_dim of the model."""
+        if not self.inputs or "cond" not in self.conditioning:
+            raise ValueError("nothing recorded; connect the output of a sampler that used this model")
+        sigmas = sorted(self.inputs, reverse=True)
+        subject, k = self.run.subject, self.anchors
+        description = BankDescription(
+            prompts=subject.prompts[:k], subjects=subject.subjects, positions=subject.positions[:k],
+            word_subject=subject.word_subject, token_length=subject.token_length, sharing=self.run.sharing,
+            schedule=f"{len(sigmas)} model calls from sigma {sigmas[0]:.6g} to {sigmas[-1]:.6g}", **facts)
+        conditioning = {name: {"context": c["c_crossattn"].cpu(), **({"y": c["y"].cpu()} if "y" in c else {})}
+                        for name, c in self.conditioning.items()}
+        return AnchorBank(torch.tensor(sigmas, dtype=torch.float64),
+                          torch.stack([self.inputs[s].cpu() for s in sigmas]), conditioning, description)

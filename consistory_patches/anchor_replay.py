@@ -1,0 +1,102 @@
+"""Reusing a bank's anchors for new prompts (§4.4), as a wrapper stage.
+
+Every UNet call gets the anchors' rows put in front of each chunk: their input latents at
+the call's sigma from the bank (for a DIFT pass: their last clean-image estimate re-noised
+with the pass's seed, as one batch would), their conditioning, zero ControlNet residuals.
+The output drops those rows again. So the new images attend to [self ; anchors] exactly as
+in one batch with the anchors.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..consistory_core import repeated_positions
+from ..consistory_core.bank_file import AnchorBank, BankError
+from ..consistory_core.correspondence import image_noise
+from .chunks import CHUNK_NAMES, Chunks
+from .passes import PassKind, args_pass
+from .values import StorySubject
+
+
+def story_with_anchors(bank: AnchorBank, subject: StorySubject) -> StorySubject:
+    """The story of [anchors ; new prompts] (the same subject words are required)."""
+    d = bank.description
+    words, bank_words = [list(w) for _, w in subject.subjects], [list(w) for _, w in d.subjects]
+    if words != bank_words:
+        raise BankError(f"the bank's subject words are {bank_words}, the new prompts' are {words}; use the "
+                        "same subject words")
+    own, new = d.token_length, subject.token_length
+    length = math.lcm(own, new)
+    anchors = tuple(tuple(tuple(repeated_positions(p, own, length)) for p in w) for w in d.positions)
+    news = tuple(tuple(tuple(repeated_positions(p, new, length)) for p in w) for w in subject.positions)
+    return StorySubject(prompts=tuple(d.prompts) + subject.prompts, subjects=subject.subjects,
+                        positions=anchors + news, word_subject=subject.word_subject, token_length=length)
+
+
+def reuse_mapping(anchors: int, new: int, share_new: bool) -> torch.Tensor:
+    """(N, N) share map: anchors see each other; new images see the anchors (and each other if share_new)."""
+    n = anchors + new
+    share = torch.zeros(n, n, dtype=torch.bool)
+    share[:anchors, :anchors] = True
+    share[anchors:, :anchors] = True
+    if share_new:
+        share[anchors:, anchors:] = True
+    share.fill_diagonal_(False)
+    return share
+
+
+def _repeat_tokens(t: torch.Tensor, length: int) -> torch.Tensor:
+    return t.repeat(1, length // t.shape[1], 1)
+
+
+class AnchorReplay:
+    def __init__(self, bank: AnchorBank):
+        self.bank = bank
+        self.last_x0 = None  # the anchors' latest denoised prediction (cond chunk), for DIFT passes
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, call, args):
+        bank, k = self.bank, self.bank.anchors
+        x, p = args["input"], args_pass(args)
+        outer = Chunks.of(x.shape[0], args["cond_or_uncond"])
+        inner = outer.with_anchors(k)
+        if p.kind is PassKind.DIFT:
+            sigma = float(args["timestep"][0])
+            anchors_x = self.last_x0 + sigma * image_noise(p.noise_seed, tuple(x.shape[1:]), k).to(x)
+        else:
+            bank.check_latent(tuple(x.shape[1:]))
+            anchors_x = bank.input_at(float(args["timestep"][0])).to(x)
+        conds = [self._conditioning(kind) for kind in outer.order]
+        c = dict(args["c"])
+        for key, value in c.items():
+            if key in ("c_crossattn", "y", "transformer_options", "control") or not torch.is_tensor(value):
+                continue
+            if value.shape[0] == x.shape[0]:
+                raise BankError(f"Use Anchors cannot replay the anchors with the conditioning {key!r}")
+        context = c["c_crossattn"]
+        length = math.lcm(context.shape[1], *[cd["context"].shape[1] for cd in conds])
+        c["c_crossattn"] = inner.join(lambda i: _repeat_tokens(conds[i]["context"].to(context), length),
+                                      _repeat_tokens(context, length))
+        if "y" in c:
+            c["y"] = inner.join(lambda i: conds[i]["y"].to(c["y"]), c["y"])
+        if c.get("control") is not None:
+            zeros = lambda t: (lambda i: torch.zeros_like(t[:1]).expand(k, *t.shape[1:]))
+            c["control"] = {part: [None if t is None else inner.join(zeros(t), t) for t in tensors]
+                            for part, tensors in c["control"].items()}
+        x_ext = inner.join(lambda i: anchors_x, x)
+        t_ext = args["timestep"][:1].expand(x_ext.shape[0]).contiguous()
+        out = call({**args, "input": x_ext, "timestep": t_ext, "c": c})
+        if p.is_sampler and inner.cond is not None:
+            self.last_x0 = out[inner.head(inner.cond, k)].detach()
+        return inner.drop_anchors(out)
+
+    def _conditioning(self, kind: int) -> dict:
+        name = CHUNK_NAMES.get(kind)
+        if name not in self.bank.conditioning:
+            raise BankError(f"the bank has no {name} conditioning (made with CFG 1?); sample with the "
+                            "bank's CFG setting")
+        return self.bank.conditioning[name]

@@ -1,0 +1,48 @@
+"""Vanilla-query blending (§4.2), as a wrapper stage.
+
+While shared attention is on in the first part of the schedule, each sampler call is
+preceded by a VANILLA pass on the same latents (sharing off; its up-block self-attention
+queries are kept, its output discarded), and the sampler's pass blends them in:
+``q = s*q_vanilla + (1-s)*q`` (SharedAttention), s going linearly from the start strength
+at the schedule's start to the end strength at end_percent.
+"""
+from __future__ import annotations
+
+from ..consistory_core.settings import BlendSettings
+from .passes import Pass, PassKind, args_pass, with_pass
+from .run_state import StoryRun
+
+
+def schedule_percent(model_sampling, sigma: float) -> float:
+    """Where ``sigma`` sits in the schedule, as the host's percent (inverse of percent_to_sigma)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(40):  # percent_to_sigma falls as the percent grows
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if model_sampling.percent_to_sigma(mid) > sigma else (lo, mid)
+    return (lo + hi) / 2
+
+
+class QueryBlendPass:
+    def __init__(self, run: StoryRun, settings: BlendSettings, model_sampling):
+        self.run, self.settings, self.sampling = run, settings, model_sampling
+        self.end_sigma = model_sampling.percent_to_sigma(settings.end_percent)
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def strength(self, sigma: float) -> float:
+        s = self.settings
+        if s.end_percent <= 0:
+            return s.start_strength
+        p = min(schedule_percent(self.sampling, sigma) / s.end_percent, 1.0)
+        return s.start_strength + (s.end_strength - s.start_strength) * p
+
+    def __call__(self, call, args):
+        if not args_pass(args).is_sampler:
+            return call(args)
+        sigma = self.run.sync(args["timestep"])
+        if sigma < self.end_sigma or not self.run.sharing_at(sigma):
+            return call(args)
+        queries = {}
+        call(with_pass(args, Pass(PassKind.VANILLA, queries=queries)))
+        return call(with_pass(args, Pass(PassKind.SAMPLER, queries=queries, blend=self.strength(sigma))))

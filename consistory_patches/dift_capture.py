@@ -1,0 +1,55 @@
+"""DIFT correspondence features (§4.3), as an output-block patch.
+
+The features are the input of output block ``dift_block``: the first up block's output
+after its upsampler (3 in SDXL), cond chunk only. They are kept from a DIFT pass (one-pass
+injection), and on the sampler's own passes at the two steps around ``dift_sigma`` (the
+paper's t = 261), so Collect Features can hand the closer one to a second run.
+"""
+from __future__ import annotations
+
+import math
+
+from .passes import PassKind, pass_of
+from .run_state import StoryRun
+
+
+class DiftCapture:
+    def __init__(self, run: StoryRun, dift_block: int, dift_sigma: float | None):
+        self.run = run
+        self.dift_block, self.dift_sigma = dift_block, dift_sigma
+        self.pass_features = None  # (N, C, h, w) of the last DIFT pass
+        self._reset()
+        run.on_new_run(self._reset)
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def _reset(self) -> None:
+        self._above = self._below = None  # (sigma, cond features) just above / below dift_sigma
+        self.pass_features = None
+
+    def capture(self, h, hsp, extra):
+        """output_block_patch: h (B, C, h, w), hsp the skip connection; both unchanged."""
+        if extra["block"] != ("output", self.dift_block) or h.shape[0] != extra["original_shape"][0]:
+            return h, hsp
+        rows = self.run.chunks(h.shape[0], extra["cond_or_uncond"]).cond_rows
+        if rows is None:
+            return h, hsp
+        kind = pass_of(extra).kind
+        if kind is PassKind.DIFT:
+            self.pass_features = h[rows]
+        elif kind is PassKind.SAMPLER and self.dift_sigma is not None:
+            sigma = self.run.sync_patch(extra)
+            if sigma >= self.dift_sigma:
+                self._above = (sigma, h[rows])
+            elif self._below is None:
+                self._below = (sigma, h[rows])
+        return h, hsp
+
+    def recorded_features(self):
+        """(sigma, features (N, C, h, w)) of the run's step closest to dift_sigma, or None."""
+        found = [x for x in (self._above, self._below) if x is not None]
+        if not found:
+            return None
+        target = math.log(self.dift_sigma)
+        return min(found, key=lambda x: abs(math.log(x[0]) - target))

@@ -1,0 +1,119 @@
+"""A patched story: the parts of the runtime that one model clone uses, and the patching.
+
+``Story`` is a frozen record of the parts (run state, mask recorder, shared attention, DIFT
+capture, and the wrapper stages that later nodes add). Each clone's transformer_options
+hold their own ``Story`` under STORY_KEY; the parts inside are shared by every clone made
+from it (each part's ``__deepcopy__`` returns itself), so the nodes after a sampler read
+the state of the run that sampler made.
+
+The pack puts one UNet wrapper on the model (host_api.install_unet_wrapper). At every
+call it runs the stages of the *sampled* clone's Story in a fixed nesting, whatever order
+the nodes were applied in:
+
+    one-pass DIFT features -> query blend -> anchor replay -> anchor record -> the UNet
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import reduce
+
+import torch
+
+from ..consistory_core.settings import SharingSettings
+from .anchor_record import AnchorRecorder
+from .anchor_replay import AnchorReplay
+from .blend_pass import QueryBlendPass
+from .dift_capture import DiftCapture
+from .host_api import install_unet_wrapper
+from .injection import OnePassFeatures
+from .layers import attention_positions, first_upsampled_block
+from .mask_recorder import MaskRecorder
+from .passes import PASS_KEY, SAMPLER_PASS, with_pass
+from .run_state import StoryRun
+from .shared_attention import SharedAttention
+from .values import StorySubject
+
+STORY_KEY = "consistory_story"
+DIFT_TIMESTEP = 261  # of 1000: where the paper reads its DIFT features (§4.3)
+
+
+@dataclass(frozen=True)
+class Story:
+    run: StoryRun
+    masks: MaskRecorder
+    attention: SharedAttention
+    dift: DiftCapture
+    recorder: AnchorRecorder | None = None
+    replay: AnchorReplay | None = None
+    blend: QueryBlendPass | None = None
+    one_pass: OnePassFeatures | None = None
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def stages(self) -> tuple:
+        """The wrapper stages of this clone, outermost first."""
+        return tuple(s for s in (self.one_pass, self.blend, self.replay, self.recorder) if s is not None)
+
+
+def story_of(model, node: str) -> Story:
+    """The Story of a model patched by ConsiStory SDSA (or Use Anchors); ``node`` names the asker."""
+    story = model.model_options.get("transformer_options", {}).get(STORY_KEY)
+    if story is None:
+        raise ValueError(f"{node}: connect a model patched by ConsiStory SDSA")
+    return story
+
+
+def with_parts(model, story: Story, **parts):
+    """A clone of ``model`` whose Story also has ``parts`` (e.g. blend=QueryBlendPass(...))."""
+    m = model.clone()
+    m.model_options.setdefault("transformer_options", {})[STORY_KEY] = dataclasses.replace(story, **parts)
+    return m
+
+
+def run_stages(call, args):
+    """The pack's UNet wrapper: runs the sampled clone's stages around ``call``. A call that
+    already carries a Pass comes from an outer ConsiStory wrapper and goes straight through."""
+    options = args["c"].get("transformer_options", {})
+    story = options.get(STORY_KEY)
+    if story is None or PASS_KEY in options:
+        return call(args)
+    nested = reduce(lambda inner, stage: (lambda a, s=stage, i=inner: s(i, a)), reversed(story.stages()), call)
+    return nested(with_pass(args, SAMPLER_PASS))
+
+
+def existing_attn1_replace(model_options: dict, position: tuple):
+    """The attn1 replace another node already put at a position, if any."""
+    table = model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn1", {})
+    return table.get(position) or table.get(position[:2])
+
+
+def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: torch.Tensor, *,
+                replayed: int = 0, **parts):
+    """(patched clone, its Story): shared attention, mask and DIFT patches of a new run on a
+    clone of ``model``. ``replayed``: how many leading images of ``subject`` are anchors
+    replayed from a bank (``parts`` then holds replay=AnchorReplay(bank))."""
+    m = model.clone()
+    sampling = m.model.model_sampling
+    diffusion_model = m.model.diffusion_model
+    run = StoryRun(subject, sharing, share, (sampling.percent_to_sigma(sharing.start_percent),
+                                             sampling.percent_to_sigma(sharing.end_percent)), replayed)
+    dift = DiftCapture(run, first_upsampled_block(diffusion_model),
+                       float(sampling.sigma(torch.tensor(float(DIFT_TIMESTEP)))))
+    story = Story(run, MaskRecorder(run, diffusion_model), SharedAttention(run), dift, **parts)
+    if sharing.anchors > 0 and replayed == 0:  # keep what ConsiStory Anchor Bank needs
+        story = dataclasses.replace(story, recorder=AnchorRecorder(run, min(sharing.anchors, subject.images)))
+    m.model_options.setdefault("transformer_options", {})[STORY_KEY] = story
+    # closures, not bound methods: clone() deep-copies what it finds in model_options
+    m.set_model_attn2_patch(lambda n, context, value, extra: story.masks.record(n, context, value, extra))
+    m.set_model_output_block_patch(lambda h, hsp, extra: story.dift.capture(h, hsp, extra))
+    for position in attention_positions(diffusion_model, sharing.block_groups):
+        previous = existing_attn1_replace(m.model_options, position)
+
+        def attend(q, k, v, extra, previous=previous):
+            return story.attention.attend(q, k, v, extra, previous)
+
+        m.set_model_attn1_replace(attend, *position)
+    install_unet_wrapper(m, run_stages)
+    return m, story

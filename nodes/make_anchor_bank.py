@@ -1,0 +1,33 @@
+"""ConsiStory Anchor Bank: the anchors of a finished run, as a bank new images can reuse
+(paper §4.4; what a bank holds: consistory_core.bank_file; recording: consistory_patches.anchor_record)."""
+from __future__ import annotations
+
+from ..consistory_patches.host_api import model_facts
+from ..consistory_patches.story import story_of
+from .sockets import BANK, BANK_TYPE
+
+
+class MakeAnchorBank:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The ConsiStory SDSA model (anchors > 0) the sampler used."}),
+            "samples": ("LATENT", {"tooltip": "That sampler's output: makes this node run after it."}),
+        }}
+
+    RETURN_TYPES = (BANK_TYPE,)
+    RETURN_NAMES = ("bank",)
+    FUNCTION = "make"
+    CATEGORY = BANK
+    DESCRIPTION = ("After a sampler run with anchors: what new prompts need to share those anchors' "
+                   "subject later (save it with ConsiStory Save Anchor Bank, reuse it with Use Anchors).")
+
+    def make(self, model, samples):
+        recorder = story_of(model, "ConsiStory Anchor Bank").recorder
+        if recorder is None:
+            raise ValueError("ConsiStory Anchor Bank: the SDSA node has anchors = 0; set anchors to the "
+                             "number of images that define the subject (e.g. 2)")
+        try:
+            return (recorder.bank(model_facts(model)),)
+        except ValueError as e:
+            raise ValueError(f"ConsiStory Anchor Bank: {e}") from None

@@ -1,0 +1,136 @@
+"""The wrapper stages and patches with fake UNet calls: which passes they run, what rows
+and conditioning reach the UNet, what they record."""
+import torch
+
+from consistory_testing.pack import runtime
+
+passes = runtime("consistory_patches.passes")
+blend_pass = runtime("consistory_patches.blend_pass")
+anchor_replay = runtime("consistory_patches.anchor_replay")
+anchor_record = runtime("consistory_patches.anchor_record")
+shared_attention = runtime("consistory_patches.shared_attention")
+run_state = runtime("consistory_patches.run_state")
+values = runtime("consistory_patches.values")
+settings = runtime("consistory_core.settings")
+bank_file = runtime("consistory_core.bank_file")
+
+
+class Sampling:
+    """A linear schedule: percent p <-> sigma 10 * (1 - p)."""
+
+    def percent_to_sigma(self, p):
+        return 10.0 * (1 - p)
+
+
+class SharingRun:
+    """A StoryRun stand-in whose sharing is on above sigma 2."""
+    replayed = 0
+
+    def sync(self, sigmas):
+        self.sigma = float(sigmas[0])
+        return self.sigma
+
+    def sharing_at(self, sigma):
+        return sigma > 2
+
+
+def args_for(x, sigma, order, **c):
+    options = {"cond_or_uncond": list(order), "sigmas": torch.full((x.shape[0],), sigma)}
+    return {"input": x, "timestep": torch.full((x.shape[0],), sigma), "c": {**c, "transformer_options": options},
+            "cond_or_uncond": list(order)}
+
+
+def logging_unet(log):
+    def call(args):
+        log.append((passes.args_pass(args), args))
+        return args["input"] * 2
+    return call
+
+
+def test_query_blend_runs_a_vanilla_pass_then_the_blended_sampler_pass_while_in_range():
+    stage = blend_pass.QueryBlendPass(SharingRun(), settings.BlendSettings(0.9, 0.5, 0.5), Sampling())
+    log = []
+    out = stage(logging_unet(log), args_for(torch.ones(2, 1), 10.0, [0]))
+    assert [p.kind for p, _ in log] == [passes.PassKind.VANILLA, passes.PassKind.SAMPLER]
+    assert log[0][0].queries is log[1][0].queries and abs(log[1][0].blend - 0.9) < 1e-6
+    assert torch.equal(out, torch.full((2, 1), 2.0))
+    log.clear()
+    stage(logging_unet(log), args_for(torch.ones(2, 1), 7.5, [0]))  # a quarter of the way: half way to 0.5
+    assert abs(log[1][0].blend - 0.7) < 1e-6
+    log.clear()
+    stage(logging_unet(log), args_for(torch.ones(2, 1), 4.0, [0]))  # past end_percent: one plain call
+    assert [p for p, _ in log] == [passes.SAMPLER_PASS]
+
+
+def test_query_blend_leaves_other_passes_alone():
+    stage = blend_pass.QueryBlendPass(SharingRun(), settings.BlendSettings(), Sampling())
+    log = []
+    dift = passes.with_pass(args_for(torch.ones(2, 1), 10.0, [0]), passes.Pass(passes.PassKind.DIFT, noise_seed=1))
+    stage(logging_unet(log), dift)
+    assert [p.kind for p, _ in log] == [passes.PassKind.DIFT]
+
+
+def test_a_vanilla_pass_keeps_its_queries_and_the_sampler_pass_blends_them():
+    subject = values.StorySubject(prompts=("a", "b"), subjects=(("x", ("x",)),), positions=(((1,),),) * 2,
+                                  word_subject=(0,), token_length=77)
+    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool), (10, 0))
+    seen = []
+    previous = lambda q, k, v, extra: seen.append(q) or q
+    attention = shared_attention.SharedAttention(run)
+    extra = {"block": ("output", 1), "block_index": 0, "sigmas": torch.full((2,), 5.0), "n_heads": 1,
+             "original_shape": [2, 4, 8, 8], "cond_or_uncond": [0]}
+    queries = {}
+    q = torch.ones(2, 16, 4)
+    attention.attend(q, q, q, {**extra, passes.PASS_KEY: passes.Pass(passes.PassKind.VANILLA, queries=queries)},
+                     previous)
+    assert queries[("output", 1, 0)] is q
+    blended = passes.Pass(queries=queries, blend=0.5)
+    out = attention.attend(torch.zeros(2, 16, 4), q, q, {**extra, passes.PASS_KEY: blended}, previous)
+    assert torch.allclose(out, torch.full((2, 16, 4), 0.5))  # no masks yet: no sharing, blended q only
+
+
+def small_bank(k=2, steps=3, length=77):
+    g = torch.Generator().manual_seed(0)
+    description = bank_file.BankDescription(prompts=("p",) * k, subjects=(("x", ("x",)),), positions=(((1,),),) * k,
+                                            word_subject=(0,), token_length=length)
+    cond = {name: {"context": torch.randn(k, length, 3, generator=g), "y": torch.randn(k, 5, generator=g)}
+            for name in ("cond", "uncond")}
+    return bank_file.AnchorBank(torch.tensor([9.0, 5.0, 1.0], dtype=torch.float64)[:steps],
+                                torch.randn(steps, k, 4, 2, 2, generator=g), cond, description)
+
+
+def test_replay_puts_the_banks_anchors_in_front_of_each_chunk_and_drops_them_after():
+    bank = small_bank()
+    stage = anchor_replay.AnchorReplay(bank)
+    x = torch.randn(6, 4, 2, 2)  # uncond then cond, 3 new images each
+    context, y = torch.randn(6, 154, 3), torch.randn(6, 5)
+    log = []
+    out = stage(logging_unet(log), args_for(x, 5.0, [1, 0], c_crossattn=context, y=y))
+    assert torch.equal(out, x * 2)
+    (_, seen), = log
+    assert seen["input"].shape == (10, 4, 2, 2) and torch.equal(seen["timestep"], torch.full((10,), 5.0))
+    assert torch.equal(seen["input"][:2], bank.inputs[1]) and torch.equal(seen["input"][5:7], bank.inputs[1])
+    assert torch.equal(seen["input"][2:5], x[:3]) and torch.equal(seen["input"][7:], x[3:])
+    # the anchors' 77-token context is repeated to the new prompts' 154 tokens, per chunk
+    assert torch.equal(seen["c"]["c_crossattn"][:2], bank.conditioning["uncond"]["context"].repeat(1, 2, 1))
+    assert torch.equal(seen["c"]["c_crossattn"][5:7], bank.conditioning["cond"]["context"].repeat(1, 2, 1))
+    assert torch.equal(seen["c"]["y"][7:], y[3:])
+    assert torch.equal(stage.last_x0, bank.inputs[1] * 2)  # the cond chunk's anchors, for a DIFT pass
+
+
+def test_the_recorder_keeps_the_first_k_rows_of_every_chunk_once_per_sigma():
+    subject = values.StorySubject(prompts=("a", "b", "c"), subjects=(("x", ("x",)),), positions=(((1,),),) * 3,
+                                  word_subject=(0,), token_length=77)
+    run = run_state.StoryRun(subject, settings.SharingSettings(anchors=2), torch.ones(3, 3, dtype=torch.bool),
+                             (10, 0))
+    stage = anchor_record.AnchorRecorder(run, 2)
+    x, context = torch.randn(6, 4, 2, 2), torch.randn(6, 77, 3)
+    stage(logging_unet([]), args_for(x, 9.0, [1, 0], c_crossattn=context))
+    stage(logging_unet([]), args_for(x + 1, 9.0, [1, 0], c_crossattn=context))  # same sigma: kept once
+    assert list(stage.inputs) == [9.0] and torch.equal(stage.inputs[9.0], x[:2])
+    assert torch.equal(stage.conditioning["uncond"]["c_crossattn"], context[:2])
+    assert torch.equal(stage.conditioning["cond"]["c_crossattn"], context[3:5])
+    bank = stage.bank({"model_family": "SDXL", "context_dim": 3})
+    assert bank.description.prompts == ("a", "b") and bank.description.sharing.anchors == 2
+    run.sync(torch.full((6,), 9.5))  # a higher sigma: a new run forgets the old anchors
+    assert stage.inputs == {}
