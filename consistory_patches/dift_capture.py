@@ -13,6 +13,15 @@ from .passes import PassKind, pass_of
 from .run_state import StoryRun
 
 
+def dift_sigma(sampling, timestep: int) -> float:
+    """The noise level at the paper's DIFT timestep (of 1000) on the model's own schedule,
+    taken as a position in the schedule: the host's percent_to_sigma(1 - t/999). On the
+    discrete schedules (epsilon, v-prediction, zero-SNR) that is their sigma(t); on the
+    continuous EDM ones (CosXL, Playground v2.5), where sigma(261) overflows, a finite sigma
+    at the same place."""
+    return float(sampling.percent_to_sigma(1.0 - timestep / 999.0))
+
+
 class DiftCapture:
     def __init__(self, run: StoryRun, dift_block: int, dift_sigma: float | None):
         self.run = run

@@ -1,6 +1,7 @@
 """Where the 2024 snapshot and today's ComfyUI differ, in one place.
 
 - Attention: today's ``optimized_attention`` takes ``attn_precision``; the 2024 one does not.
+- The clone's own noise schedule: today's ``get_model_object``; the 2024 ``object_patches``.
 - UNet wrappers: today's ModelPatcher has keyed wrappers (``add_wrapper_with_key``,
   ``WrappersMP.APPLY_MODEL``) that compose with any other pack's; the 2024 one has a single
   ``model_function_wrapper`` slot, which ours chains (it calls the wrapper it found there).
@@ -62,6 +63,15 @@ def _keyed(wrapper):
                 "cond_or_uncond": c["transformer_options"].get("cond_or_uncond", [0])}
         return wrapper(lambda a: executor(a["input"], a["timestep"], **a["c"]), args)
     return apply_model_wrapper
+
+
+def model_sampling(m):
+    """The noise schedule the clone ``m`` samples with: its own object patch (the stock
+    ModelSamplingDiscrete / ModelSamplingContinuousEDM nodes put one there), else the model's.
+    Not ``m.model.model_sampling``: that is whatever the last sampled clone patched in."""
+    if hasattr(m, "get_model_object"):
+        return m.get_model_object("model_sampling")
+    return m.object_patches.get("model_sampling", m.model.model_sampling)
 
 
 def model_facts(model) -> dict:

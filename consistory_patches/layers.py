@@ -37,10 +37,20 @@ def transformer_block(diffusion_model, name: str, block_id: int, index: int):
     return _transformer(block).transformer_blocks[index]
 
 
-def first_upsampled_block(diffusion_model) -> int:
-    """Id of the output block whose input is the first up block's output after its
-    upsampler (where DIFT features are read; 3 in SDXL)."""
+def is_unet(diffusion_model) -> bool:
+    """A UNet with the host's block layout (SDXL, SD 1.5, SD 2.x), whose layers the pack patches."""
+    return all(hasattr(diffusion_model, name) for name in ("input_blocks", "middle_block", "output_blocks"))
+
+
+def dift_block(diffusion_model) -> int:
+    """Id of the output block whose input is the up path's first feature map at latent/2:
+    the block after the upsampler that reaches latent/2, where DIFT features are read and
+    injection's latent/2 grid lives (3 in SDXL, after its first upsampler; 6 in SD 1.5 and
+    2.x, after their second)."""
+    downsamplers = sum(type(m).__name__ == "Downsample" for block in diffusion_model.input_blocks for m in block)
+    wanted, seen = downsamplers - 1, 0  # latent/2^d -> latent/2 takes d - 1 upsamplers
     for i, block in enumerate(diffusion_model.output_blocks):
-        if any(type(m).__name__ == "Upsample" for m in block):
+        seen += any(type(m).__name__ == "Upsample" for m in block)
+        if seen == wanted and wanted > 0:
             return i + 1
-    raise ValueError("the UNet has no upsampling output block")
+    raise ValueError("the UNet has no up block at latent/2")

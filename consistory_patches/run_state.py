@@ -10,6 +10,8 @@ calls (consistory_core.schedule), so the host may batch cond and uncond or not.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..consistory_core import StepClock, StepEvent, SubjectMaskTracker
@@ -36,6 +38,7 @@ class StoryRun:
         self.runs = 0  # how many runs this model has started
         self._new_run_listeners: list = []
         self._sigmas_seen = None
+        self._warned = None
         self.tracker = self._new_tracker()
 
     def __deepcopy__(self, memo):
@@ -78,6 +81,15 @@ class StoryRun:
         """Shared attention is on: several images, masks from one step, inside the window."""
         return (self.subject.images > 1 and self.tracker.ready
                 and self.sigma_end <= sigma <= self.sigma_start)
+
+    def check_schedule(self, sample_sigmas) -> None:
+        """Warns once per schedule when it has one step: the masks come from the first step,
+        so nothing is shared (today's host gives the whole schedule; the 2024 host does not)."""
+        if sample_sigmas is None or len(sample_sigmas) != 2 or self._warned is sample_sigmas:
+            return
+        self._warned = sample_sigmas
+        logging.warning("ConsiStory: a 1-step schedule: the subject masks come from the first step, so "
+                        "nothing is shared and the images are plain samples; use 2 or more steps")
 
     # -- rows ---------------------------------------------------------------------------
     def chunks(self, rows: int, order, outer: bool = False) -> Chunks:

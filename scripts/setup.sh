@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with the CPU torch wheel, the test/host dependencies and the ComfyUI host
-# snapshot (cached under ~/.cache/consistory-host). Safe to run again.
+# Creates .venv with the CPU torch wheel, the test/host dependencies and the two ComfyUI
+# host snapshots the tests run on (cached under ~/.cache/consistory-host). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -15,10 +15,13 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -m pip install -q -r requirements-test.txt 2>&1 | grep -v "is ignored" || true
+# torch==2.13.0 rides along so no dependency can swap it for a CUDA build
+.venv/bin/python -m pip install -q torch==2.13.0 -r requirements-test.txt 2>&1 | grep -v "is ignored" || true
 .venv/bin/python - <<'PY'
 import torch
 assert torch.__version__.startswith("2.13.0"), f"torch was replaced: {torch.__version__}"
-from consistory_run.host import comfyui_path
-print(f"torch {torch.__version__}; ComfyUI host at {comfyui_path()}")
+from consistory_run.host import SNAPSHOTS, snapshot_host
+print(f"torch {torch.__version__}")
+for name in SNAPSHOTS:
+    print(f"ComfyUI {name} at {snapshot_host(name)}")
 PY

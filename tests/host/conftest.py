@@ -25,3 +25,11 @@ def latents():
     from consistory_testing.probes import LatentCapture
     LatentCapture.store.clear()
     return LatentCapture.store
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch):
+    """The host's output folder, moved to a temporary one (banks are saved under it)."""
+    import folder_paths
+    monkeypatch.setattr(folder_paths, "output_directory", str(tmp_path))
+    return tmp_path

@@ -16,13 +16,6 @@ NEW = ["cooking dinner", "swimming in a lake", "riding a horse"]
 STEPS = 8
 
 
-@pytest.fixture
-def outputs(tmp_path, monkeypatch):
-    import folder_paths
-    monkeypatch.setattr(folder_paths, "output_directory", str(tmp_path))
-    return tmp_path
-
-
 def run_fresh(graph: dict, tmp_path: Path) -> dict:
     """Runs a graph in a new Python process; returns its captured latents."""
     from safetensors.torch import load_file

@@ -23,10 +23,17 @@ class Stage:
         return call(args)
 
 
+class Run:
+    """What the wrapper asks of the run state: a look at the schedule."""
+
+    def check_schedule(self, sample_sigmas):
+        pass
+
+
 def story_with(log, **names):
     """A Story whose wrapper stages are logging Stages (the other parts are not used here)."""
     parts = {field: Stage(field, log) for field in names}
-    return story_module.Story(run=None, masks=None, attention=None, dift=None, **parts)
+    return story_module.Story(run=Run(), masks=None, attention=None, dift=None, **parts)
 
 
 def patched(story, m=None):
