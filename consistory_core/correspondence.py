@@ -90,18 +90,21 @@ def nearest_subject_patches(features: torch.Tensor, subject: torch.Tensor, share
 def plan_injection(features: torch.Tensor, subject: torch.Tensor, share: torch.Tensor) -> InjectionPlan:
     """features (N, C, P), subject (N, P) bool, share (N, N) -> which patches get injected.
 
-    Kept: patches inside the target's mask with a source, whose distance is at most the
-    Otsu threshold of the distances of the target's masked patches.
+    The reference's rule (§4.3): the Otsu threshold of the best distances of *all* of a
+    target's patches (background included: their best source is still a subject patch),
+    then kept are the target's patches inside its subject mask whose distance is at most
+    that threshold. Subject patches that match well fall below it; background patches,
+    which match badly, raise it.
     """
     source, index, distance = nearest_subject_patches(features, subject, share)
     keep = torch.zeros_like(subject)
     for i in range(subject.shape[0]):
-        candidates = subject[i] & torch.isfinite(distance[i])
-        if candidates.sum() < 2:
-            keep[i] = candidates
+        matched = torch.isfinite(distance[i])
+        if matched.sum() < 2:
+            keep[i] = subject[i] & matched
             continue
-        threshold = otsu_threshold(distance[i][candidates][None])[0]
-        keep[i] = candidates & (distance[i] <= threshold)
+        threshold = otsu_threshold(distance[i][matched][None])[0]
+        keep[i] = subject[i] & matched & (distance[i] <= threshold)
     return InjectionPlan(keep, source, index, distance)
 
 

@@ -45,14 +45,15 @@ class DiftCapture:
         if rows is None:
             return h, hsp
         kind = pass_of(extra).kind
+        # copies, not views: a later output block patch (FreeU's) scales h in place
         if kind is PassKind.DIFT:
-            self.pass_features = h[rows]
+            self.pass_features = h[rows].clone()
         elif kind is PassKind.SAMPLER and self.dift_sigma is not None:
             sigma = self.run.sync_patch(extra)
             if sigma >= self.dift_sigma:
-                self._above = (sigma, h[rows])
+                self._above = (sigma, h[rows].clone())
             elif self._below is None:
-                self._below = (sigma, h[rows])
+                self._below = (sigma, h[rows].clone())
         return h, hsp
 
     def recorded_features(self):

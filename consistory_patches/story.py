@@ -35,15 +35,19 @@ from .shared_attention import SharedAttention
 from .values import StorySubject
 
 STORY_KEY = "consistory_story"
+DIFT_TIMESTEP = 261  # of 1000: where the paper reads its DIFT features (§4.3)
 
 
 class UnsupportedModel(ValueError):
     """A model whose layout the pack does not patch (a DiT such as Flux or SD3)."""
-DIFT_TIMESTEP = 261  # of 1000: where the paper reads its DIFT features (§4.3)
 
 
 @dataclass(frozen=True)
 class Story:
+    """The runtime parts one model clone uses. The first four are made by SDSA / Use Anchors;
+    the rest are wrapper stages: recorder (SDSA with anchors), replay (Use Anchors), blend
+    (Query Blend), one_pass (Feature Injection without features). A clone's Story is frozen;
+    the parts inside are shared by every clone made from it."""
     run: StoryRun
     masks: MaskRecorder
     attention: SharedAttention
@@ -73,6 +77,7 @@ def with_parts(model, story: Story, **parts):
     """A clone of ``model`` whose Story also has ``parts`` (e.g. blend=QueryBlendPass(...))."""
     m = model.clone()
     m.model_options.setdefault("transformer_options", {})[STORY_KEY] = dataclasses.replace(story, **parts)
+    install_unet_wrapper(m, run_stages)  # again, in case another pack replaced the wrapper since
     return m
 
 

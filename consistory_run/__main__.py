@@ -31,7 +31,8 @@ def parse(argv=None):
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--scheduler", default="ddim_uniform")
     p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--anchors", type=int, default=0, help="0 = every image shares with every other")
+    p.add_argument("--anchors", type=int, default=2,
+                   help="the paper's 2: the first 2 images are the anchors the others see; 0 = every image shares")
     p.add_argument("--ckpt", default=None, help="SDXL checkpoint: a name in models/checkpoints or a path")
     return p.parse_args(argv)
 

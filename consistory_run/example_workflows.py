@@ -2,13 +2,14 @@
 builder the tests use, with the settings of the paper at SDXL's size."""
 from __future__ import annotations
 
-from .graphs import make_subject_graph, reuse_subject_graph, story_graph, with_controlnet, with_saved_images
+from .graphs import (make_subject_graph, reuse_subject_graph, story_graph, with_controlnet, with_paper_extras,
+                     with_saved_images)
 
 CHECKPOINT = "sd_xl_base_1.0.safetensors"
 SCENES = ["walking in a park", "reading a book in a library", "cooking in a kitchen",
           "sitting on a bench by the sea"]
 PAPER = dict(ckpt=CHECKPOINT, width=1024, height=1024, steps=50, cfg=5.0, sampler="ddim",
-             scheduler="ddim_uniform", seed=40, scenes=SCENES, negative="blurry, deformed, low quality")
+             scheduler="ddim_uniform", seed=40, scenes=SCENES, negative="blurry, deformed, low quality", anchors=2)
 TEST_ONLY = {"ConsiStoryLatentCapture", "ConsiStoryMaskCapture", "ConsiStoryChunkRecorder"}
 
 
@@ -25,11 +26,14 @@ def story() -> tuple[dict, dict, list]:
     return g, titles, groups
 
 
-def story_exact() -> tuple[dict, dict, list]:
-    g = _clean(with_saved_images(story_graph(blend=True, inject="exact", **PAPER), prefix="consistory_exact"))
+def story_paper() -> tuple[dict, dict, list]:
+    """The paper's pipeline: exact two-pass injection, FreeU and a zero negative."""
+    g = _clean(with_saved_images(with_paper_extras(story_graph(blend=True, inject="exact", **PAPER)),
+                                 prefix="consistory_paper"))
     titles = {"pass1": "Pass 1 (records DIFT features)", "sampler": "Pass 2 (same seed, injects)",
-              "inject": "ConsiStory Feature Injection (exact)"}
-    groups = [("1. Story", ["ckpt", "story", "neg", "latent"]),
+              "inject": "ConsiStory Feature Injection (exact)", "freeu": "FreeU (the paper's 1.1 / 1.2 / 0.6 / 0.4)",
+              "zero_neg": "Empty negative as zeros (the paper's)"}
+    groups = [("1. Story, FreeU, zero negative", ["ckpt", "freeu", "story", "neg", "zero_neg", "latent"]),
               ("2. Pass 1: SDSA + query blend, features collected after it", ["sdsa", "blend", "pass1", "collect"]),
               ("3. Pass 2: same seed + feature injection", ["inject", "sampler", "decode", "masks", "save_images", "save_masks"])]
     return g, titles, groups
@@ -42,7 +46,7 @@ NEW_SCENES = ["fishing on a lake", "playing chess in a park", "walking in the sn
 
 def make_subject() -> tuple[dict, dict, list]:
     kw = dict(PAPER, scenes=SUBJECT_SCENES)
-    g = _clean(with_saved_images(make_subject_graph(anchors=2, prefix=BANK, blend=True, inject="fast", **kw),
+    g = _clean(with_saved_images(make_subject_graph(prefix=BANK, blend=True, inject="fast", **kw),
                                  prefix="consistory_anchors"))
     titles = {"sdsa": "ConsiStory SDSA (anchors = 2)", "bank": "ConsiStory Anchor Bank",
               "save_bank": "Save Anchor Bank (output/consistory_banks/)"}
@@ -54,7 +58,7 @@ def make_subject() -> tuple[dict, dict, list]:
 
 def reuse_subject() -> tuple[dict, dict, list]:
     kw = dict(PAPER, scenes=NEW_SCENES)
-    g = _clean(with_saved_images(reuse_subject_graph(bank_name=f"output/{BANK}_00001.safetensors", anchors=2,
+    g = _clean(with_saved_images(reuse_subject_graph(bank_name=f"output/{BANK}_00001.safetensors",
                                                      blend=True, inject="fast", **kw), prefix="consistory_reuse"))
     titles = {"sdsa": "ConsiStory Use Anchors", "load_bank": "Load Anchor Bank",
               "new_rows": "New images' noise: rows 2.. (after the 2 anchors)"}
@@ -110,7 +114,7 @@ def controlnet() -> tuple[dict, dict, list]:
 
 
 WORKFLOWS = {"consistory_story": story, "consistory_multi_subject": multi_subject,
-             "consistory_controlnet": controlnet, "consistory_story_exact_injection": story_exact,
+             "consistory_controlnet": controlnet, "consistory_story_paper": story_paper,
              "consistory_make_subject": make_subject, "consistory_reuse_subject": reuse_subject,
              "consistory_story_sd15": story_sd15}
 

@@ -107,6 +107,24 @@ def reuse_subject_graph(scenes, bank_name, anchors=2, share_new=False, **kw):
     return g
 
 
+def with_paper_extras(g):
+    """What the paper's pipeline adds around the method: FreeU (b1 1.1, b2 1.2, s1 0.6, s2 0.4)
+    on the loaded model and an empty negative made of zeros (ConditioningZeroOut)."""
+    g = dict(g)
+    g["freeu"] = {"class_type": "FreeU", "inputs": {"model": ["ckpt", 0], "b1": 1.1, "b2": 1.2, "s1": 0.6, "s2": 0.4}}
+    g["neg"] = {**g["neg"], "inputs": {**g["neg"]["inputs"], "text": ""}}
+    g["zero_neg"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["neg", 0]}}
+    for name, node in g.items():
+        if name in ("freeu", "zero_neg"):
+            continue
+        for key, value in node["inputs"].items():
+            if value == ["ckpt", 0]:
+                node["inputs"] = {**node["inputs"], key: ["freeu", 0]}
+            elif value == ["neg", 0]:
+                node["inputs"] = {**node["inputs"], key: ["zero_neg", 0]}
+    return g
+
+
 def with_controlnet(g, control_net=None, image=None, strength=1.0):
     """Stock ControlNetApplyAdvanced on the story's conditioning. control_net: a file name for
     the stock ControlNetLoader (else the tiny test ControlNet); image: a file for LoadImage

@@ -12,13 +12,25 @@ from ..consistory_patches.values import StorySubject
 from .sockets import STORY, SUBJECT_TYPE
 
 START, END = 49406, 49407
-STOPWORDS = {"a", "an", "the", "with", "of", "in", "on", "and", "at", "to", "for", "by", "from",
-             "his", "her", "its", "their", "some", "wearing", "holding", "is", "as"}
+ARTICLES = {"a", "an", "the", "his", "her", "its", "their", "some", "one", "two", "three"}
+LINKS = {"with", "of", "in", "on", "and", "at", "to", "for", "by", "from", "wearing", "holding", "carrying",
+         "under", "behind", "near", "who", "that", "is", "as"}
 
 
 def default_words(subject: str) -> list[str]:
-    """Subject words when none are given: the subject's words minus articles and the like."""
-    return [w for w in re.findall(r"[\w'-]+", subject.lower()) if w not in STOPWORDS]
+    """Subject words when none are given: the head noun of each noun phrase, i.e. the last
+    word before each linking word ("an old man with a hat" -> man, hat; "a small ginger cat"
+    -> cat), as the paper's subject tokens are the nouns that name the subject."""
+    words = [w for w in re.findall(r"[\w'-]+", subject.lower()) if w not in ARTICLES]
+    heads, phrase = [], []
+    for w in words + ["with"]:
+        if w in LINKS:
+            if phrase:
+                heads.append(phrase[-1])
+            phrase = []
+        else:
+            phrase.append(w)
+    return list(dict.fromkeys(heads))
 
 
 def split_words(text: str) -> list[str]:
@@ -55,7 +67,8 @@ class StoryPrompts:
                         "Several subjects: one per line."}),
             "subject_words": ("STRING", {"default": "", "tooltip":
                               "Comma-separated words whose attention marks the subject "
-                              "(e.g. 'man, hat'). Empty: the subject's words without articles. "
+                              "(e.g. 'man, hat'). Empty: the nouns that head the subject's phrases "
+                              "('an old man with a hat' -> man, hat). "
                               "Several subjects: one line per subject."}),
             "scenes": ("STRING", {"multiline": True, "default":
                        "walking in a park\nreading a book in a library\n"

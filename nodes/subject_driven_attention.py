@@ -19,9 +19,9 @@ class SubjectDrivenSelfAttention:
                         "more consistent, less pose variety."}),
             "dropout_seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip":
                              "Seed of the dropout draws (its own generator; the sampler's noise is untouched)."}),
-            "anchors": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip":
-                        "0: every image shares with every other. k: the first k images share with "
-                        "each other and the others see only them."}),
+            "anchors": ("INT", {"default": 2, "min": 0, "max": 64, "tooltip":
+                        "The paper's 2: the first 2 images share with each other and the others see "
+                        "only them (with 2 images or fewer, all share). 0: every image shares with every other."}),
             "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
                               "tooltip": "Where in the schedule sharing starts. The masks come from the first step, "
                               "so sharing starts at the second step at the earliest: a 1-step sampler shares nothing."}),

@@ -6,6 +6,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+# one BLAS/OpenMP thread: the tiny test models gain nothing from more, and two spinning
+# threads per process slow everything down many times when the machine is shared
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 status=0
 summaries=$(mktemp)
 run() {

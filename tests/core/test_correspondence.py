@@ -11,6 +11,7 @@ from consistory_core.correspondence import (
     nearest_subject_patches,
     plan_injection,
 )
+from consistory_core.otsu import otsu_threshold
 
 INF = float("inf")
 
@@ -289,7 +290,8 @@ def test_nearest_scale_invariant_features():
 
 @pytest.mark.parametrize("seed", [30, 31, 32, 33, 34])
 def test_plan_keep_matches_naive_otsu_rule(seed, naive_otsu):
-    """keep == mask & finite distance & distance <= naive Otsu threshold of the target's candidates."""
+    """keep == mask & finite distance & distance <= the naive Otsu threshold of the best
+    distances of all the target's patches (the reference's rule, background included)."""
     n, p = 4, 24
     features, subject, share = random_case(seed, n=n, c=6, p=p, mask_prob=0.6, share_prob=0.7)
     plan = plan_injection(features, subject, share)
@@ -302,11 +304,12 @@ def test_plan_keep_matches_naive_otsu_rule(seed, naive_otsu):
     fin = torch.isfinite(expected_d)
     torch.testing.assert_close(plan.distance.double()[fin], expected_d[fin], rtol=1e-5, atol=1e-5)
     for i in range(n):
-        cand = [a for a in range(p) if bool(subject[i, a]) and math.isfinite(float(plan.distance[i, a]))]
-        if len(cand) < 2:
+        matched = [a for a in range(p) if math.isfinite(float(plan.distance[i, a]))]
+        cand = [a for a in matched if bool(subject[i, a])]
+        if len(matched) < 2:
             expected = set(cand)
         else:
-            thr = naive_otsu([float(plan.distance[i, a]) for a in cand])
+            thr = naive_otsu([float(plan.distance[i, a]) for a in matched])
             expected = {a for a in cand if float(plan.distance[i, a]) <= thr}
         got = {a for a in range(p) if bool(plan.keep[i, a])}
         assert got == expected, f"target {i}: kept {sorted(got)}, expected {sorted(expected)}"
@@ -339,22 +342,43 @@ def test_plan_keep_inside_target_mask(seed):
     assert bool(torch.isfinite(plan.distance[plan.keep]).all())
 
 
-def test_plan_fewer_than_two_candidates_keeps_them():
-    """A target with one candidate keeps it; zero mask patches or no source keeps nothing."""
+def test_plan_threshold_counts_the_background_and_keeps_only_masked_patches(naive_otsu):
+    """A target with one masked patch: the threshold comes from all 12 patches' distances, and
+    only that patch can be kept; an empty mask or no source keeps nothing."""
     features, _, _ = random_case(60, n=4, p=12)
     subject = torch.zeros(4, 12, dtype=torch.bool)
-    subject[0, 5] = True          # one masked patch -> one candidate
+    subject[0, 5] = True          # one masked patch
     subject[1] = True             # source for everyone
     subject[3, :4] = True         # masked but without any source
     share = torch.zeros(4, 4, dtype=torch.bool)
     share[0, 1] = share[1, 0] = share[2, 1] = True
     plan = plan_injection(features, subject, share)
-    expected0 = torch.zeros(12, dtype=torch.bool)
-    expected0[5] = True
-    assert torch.equal(plan.keep[0], expected0), plan.keep[0].tolist()
+    threshold = naive_otsu([float(d) for d in plan.distance[0]])
+    assert plan.keep[0].tolist() == [a == 5 and float(plan.distance[0, 5]) <= threshold for a in range(12)]
     assert not bool(plan.keep[2].any())   # empty mask
     assert not bool(plan.keep[3].any())   # no source
-    assert plan.keep[1].sum() >= 1        # 12 candidates, Otsu keeps the low side
+    assert plan.keep[1].sum() >= 1        # all masked: Otsu keeps the low side
+
+
+def test_a_well_matched_subject_is_kept_whole_not_split_by_its_own_otsu():
+    """Subject patches that all match well (small distances) against a background that
+    matches badly: the reference's rule keeps the subject patches (all but possibly the one
+    in Otsu's threshold bin, above its centre) and no background; an Otsu over the subject
+    patches alone splits them and injects into far fewer."""
+    g = torch.Generator().manual_seed(7)
+    c, p = 32, 40
+    source = torch.randn(c, p, generator=g)
+    target = torch.randn(c, p, generator=g)  # background: unrelated features
+    noise = torch.linspace(0.05, 0.4, 16)  # subject patches: twins of source patches, a spread of noise
+    target[:, :16] = source[:, :16] + noise[None] * torch.randn(c, 16, generator=g)
+    subject = torch.zeros(2, p, dtype=torch.bool)
+    subject[0, :16] = True
+    subject[1, :16] = True
+    share = torch.tensor([[False, True], [False, False]])
+    plan = plan_injection(torch.stack([target, source]), subject, share)
+    assert plan.keep[0, :16].sum() >= 15 and not plan.keep[0, 16:].any(), plan.keep[0].tolist()
+    masked_only = otsu_threshold(plan.distance[0, :16][None])[0]
+    assert (plan.distance[0, :16] <= masked_only).sum() <= 12  # what the previous rule kept
 
 
 def test_plan_empty_property():

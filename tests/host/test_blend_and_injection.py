@@ -94,3 +94,14 @@ def test_schedule_percent_inverts_the_hosts_percent_to_sigma(host):
     sampling = tiny_sdxl_unet().model.model_sampling
     for p in (0.05, 0.1, 0.33, 0.5, 0.9):
         assert abs(blend.schedule_percent(sampling, sampling.percent_to_sigma(p)) - p) < 1e-4
+
+
+def test_injection_before_query_blend_gives_what_the_usual_order_gives(host, latents):
+    """The pack's wrapper nests its stages in one fixed order, whatever order the nodes are wired."""
+    usual = sample(host, latents, blend=True, blend_end=0.35, inject="fast")
+    g = story_graph(steps=STEPS, blend=True, blend_end=0.35, inject="fast")
+    g["inject"]["inputs"]["model"] = ["sdsa", 0]
+    g["blend"]["inputs"]["model"] = ["inject", 0]
+    g["sampler"]["inputs"]["model"] = ["blend", 0]
+    host.run(g)
+    assert torch.equal(latents["story"], usual)

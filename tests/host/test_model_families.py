@@ -102,3 +102,24 @@ def test_a_model_the_pack_does_not_patch_is_refused_by_name(host, kind):
     name = type(model.model).__name__
     with pytest.raises(ValueError, match=f"works on UNet models .*this is a {name} model"):
         nodes["ConsiStorySDSA"]().patch(model, story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+
+
+@pytest.mark.parametrize("node,inputs", [
+    ("ModelSamplingContinuousEDM", {"sampling": "v_prediction", "sigma_max": 120.0, "sigma_min": 0.002}),
+    ("ModelSamplingDiscrete", {"sampling": "v_prediction", "zsnr": True})])
+def test_windows_follow_the_schedule_of_the_sampling_node_in_front(host, node, inputs):
+    """The nodes read the clone's own model_sampling (the sampling node's object patch), not
+    the shared model's attribute, which is whatever the last sampled clone left there."""
+    from consistory_testing.pack import pack_module
+    from consistory_testing.tiny_models import tiny_sdxl_clip, tiny_sdxl_unet
+    nodes = host.nodes.NODE_CLASS_MAPPINGS
+    (model,) = nodes[node]().patch(tiny_sdxl_unet(), **inputs)
+    schedule = model.object_patches["model_sampling"]
+    _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "a photo of")
+    (patched,) = nodes["ConsiStorySDSA"]().patch(model, story, 0.5, 0, 0, 0.2, 0.6, "output (paper)")
+    (blended,) = nodes["ConsiStoryQueryBlend"]().patch(patched, 0.9, 0.82, 0.1)
+    run = pack_module(nodes, "consistory_patches.story").story_of(blended, "test")
+    assert (run.run.sigma_start, run.run.sigma_end) == (schedule.percent_to_sigma(0.2), schedule.percent_to_sigma(0.6))
+    assert run.blend.end_sigma == schedule.percent_to_sigma(0.1)
+    assert run.dift.dift_sigma == pytest.approx(float(schedule.percent_to_sigma(1 - 261 / 999)))
+    assert run.run.sigma_start != model.model.model_sampling.percent_to_sigma(0.2)  # the shared model's own schedule

@@ -50,3 +50,17 @@ def test_masks_per_subject_and_their_union(host, latents):
     tinted = overlay[~off] - 0.5 * image[~off]
     colours = {tuple(round(v, 1) for v in (c * 2).tolist()) for c in tinted}
     assert {(1.0, 0.2, 0.2), (0.2, 0.5, 1.0)} <= colours, colours
+
+
+@pytest.mark.parametrize("subject,words", [
+    ("an old man with a hat", ["man", "hat"]), ("a small ginger cat", ["cat"]), ("a red fox", ["fox"]),
+    ("a young woman with red hair", ["woman", "hair"]), ("a dog and a cat", ["dog", "cat"]),
+    ("a knight in shining armor holding a sword", ["knight", "armor", "sword"])])
+def test_default_subject_words_are_the_head_nouns(host, subject, words):
+    from consistory_testing.pack import pack_module
+    assert pack_module(host.nodes.NODE_CLASS_MAPPINGS, "nodes.story_prompts").default_words(subject) == words
+
+
+def test_empty_subject_words_find_the_nouns_in_every_prompt(host, latents):
+    host.run(story_graph(["in a park", "at the beach"], subject="a red fox", words=""))
+    assert torch.isfinite(latents["story"]).all()

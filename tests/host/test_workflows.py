@@ -148,7 +148,7 @@ def run_workflow(host, name):
 
 
 @pytest.mark.parametrize("names", [["consistory_story"], ["consistory_multi_subject"], ["consistory_controlnet"],
-                                   ["consistory_story_exact_injection"],
+                                   ["consistory_story_paper"], ["consistory_story_sd15"],
                                    ["consistory_make_subject", "consistory_reuse_subject"]],
                          ids=lambda names: " then ".join(names))
 def test_workflow_runs_on_the_host(host, names, tmp_path, monkeypatch):

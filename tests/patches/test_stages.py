@@ -134,3 +134,25 @@ def test_the_recorder_keeps_the_first_k_rows_of_every_chunk_once_per_sigma():
     assert bank.description.prompts == ("a", "b") and bank.description.sharing.anchors == 2
     run.sync(torch.full((6,), 9.5))  # a higher sigma: a new run forgets the old anchors
     assert stage.inputs == {}
+
+
+def test_dift_features_are_copies_that_a_later_in_place_patch_cannot_change():
+    """FreeU's output block patch scales half of h's channels in place after ours has run."""
+    dift_capture = runtime("consistory_patches.dift_capture")
+    subject = values.StorySubject(prompts=("a", "b"), subjects=(("x", ("x",)),), positions=(((1,),),) * 2,
+                                  word_subject=(0,), token_length=77)
+    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool), (10, 0))
+    capture = dift_capture.DiftCapture(run, dift_block=3, dift_sigma=1.0)
+    extra = {"block": ("output", 3), "original_shape": [4, 4, 8, 8], "cond_or_uncond": [1, 0],
+             "sigmas": torch.full((4,), 1.2)}
+    h = torch.randn(4, 6, 4, 4)
+    before = h[2:].clone()
+    capture.capture(h, None, extra)
+    dift = {**extra, passes.PASS_KEY: passes.Pass(passes.PassKind.DIFT, noise_seed=0), "cond_or_uncond": [0]}
+    h_dift = torch.randn(2, 6, 4, 4)
+    dift_before = h_dift.clone()
+    capture.capture(h_dift, None, {**dift, "original_shape": [2, 4, 8, 8]})
+    h[:, :3] *= 1.5  # what FreeU does next
+    h_dift[:, :3] *= 1.5
+    assert torch.equal(capture.recorded_features()[1], before)
+    assert torch.equal(capture.pass_features, dift_before)

@@ -127,3 +127,18 @@ def test_on_a_host_with_keyed_wrappers_it_registers_one_apply_model_wrapper(monk
     assert torch.equal(out, torch.full((4, 1), 2.0)) and log == [("blend", "sampler")]
     (x, t, context, kind, kw) = seen[0]
     assert context.shape == (4, 7, 2) and kind is passes.PassKind.SAMPLER and kw["y"].shape == (4, 5)
+
+
+def test_a_later_node_puts_the_wrapper_back_when_another_pack_replaced_it():
+    log = []
+    m = patched(story_with(log))
+
+    def careless_pack(apply_model, args):  # sets the slot without calling what was there
+        log.append("careless pack")
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    m.set_model_unet_function_wrapper(careless_pack)
+    story = m.model_options["transformer_options"][story_module.STORY_KEY]
+    m = story_module.with_parts(m, story, blend=Stage("blend", log))  # e.g. Query Blend after that pack
+    host_call(m, torch.ones(2, 1), torch.full((2,), 3.0), [0])
+    assert log == [("blend", "sampler"), "careless pack"]
