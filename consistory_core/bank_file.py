@@ -104,6 +104,10 @@ class AnchorBank:
 
     def input_at(self, sigma: float) -> torch.Tensor:
         """The anchors' input latents (k, C, h, w) at ``sigma``; BankError off the schedule."""
+        return self.inputs[self.index_of(sigma)]
+
+    def index_of(self, sigma: float) -> int:
+        """Which of the bank's sigmas ``sigma`` is; BankError when it is none of them."""
         diff = (self.sigmas - sigma).abs()
         i = int(diff.argmin())
         if diff[i] > 1e-5 * max(1.0, abs(sigma)):
@@ -112,7 +116,7 @@ class AnchorBank:
                 f"made with ({self.description.schedule or '?'}: {len(self.sigmas)} sigmas from "
                 f"{float(self.sigmas[0]):.6g} to {float(self.sigmas[-1]):.6g}); use the same sampler, "
                 "scheduler, steps and denoise")
-        return self.inputs[i]
+        return i
 
     def check_model(self, model_family: str, context_dim: int) -> None:
         want = (self.description.model_family, self.description.context_dim)

@@ -55,6 +55,21 @@ class AnchorReplay:
     def __init__(self, bank: AnchorBank):
         self.bank = bank
         self.last_x0 = None  # the anchors' latest denoised prediction (cond chunk), for DIFT passes
+        self._index = None   # index in bank.sigmas of the sampler's last call
+
+    def follow_schedule(self, sigma: float) -> int:
+        """The bank's index of the sampler's sigma. A run must walk the bank's sigmas in order
+        from the first: every sigma of a 4-step schedule is also on the 8-step one, so being
+        on the schedule is not enough to tell that the sampler is the bank's."""
+        i = self.bank.index_of(sigma)
+        expected = {0} if self._index is None else {0, self._index, self._index + 1}
+        if i not in expected:
+            want = float(self.bank.sigmas[0 if self._index is None else min(self._index + 1, len(self.bank.sigmas) - 1)])
+            raise BankError(f"the sampler's next sigma is {sigma:.6g} where the bank's schedule has {want:.6g}: the "
+                            f"bank was made with another schedule ({self.bank.description.schedule}); use the bank's "
+                            "sampler, scheduler, steps and denoise")
+        self._index = i
+        return i
 
     def __deepcopy__(self, memo):
         return self
@@ -69,7 +84,7 @@ class AnchorReplay:
             anchors_x = self.last_x0 + sigma * image_noise(p.noise_seed, tuple(x.shape[1:]), k).to(x)
         else:
             bank.check_latent(tuple(x.shape[1:]))
-            anchors_x = bank.input_at(float(args["timestep"][0])).to(x)
+            anchors_x = bank.inputs[self.follow_schedule(float(args["timestep"][0]))].to(x)
         conds = [self._conditioning(kind) for kind in outer.order]
         c = dict(args["c"])
         for key, value in c.items():

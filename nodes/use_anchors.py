@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..consistory_patches.anchor_replay import AnchorReplay, reuse_mapping, story_with_anchors
 from ..consistory_patches.host_api import model_facts
-from ..consistory_patches.story import patch_story
+from ..consistory_patches.story import STORY_KEY, patch_story
 from .sockets import BANK, BANK_TYPE, SUBJECT_TYPE
 
 
@@ -28,6 +28,9 @@ class UseAnchors:
                    "independent of the anchors.")
 
     def patch(self, model, bank, subject, share_new):
+        if STORY_KEY in model.model_options.get("transformer_options", {}):
+            raise ValueError("ConsiStory Use Anchors: the model is already patched by ConsiStory (SDSA or Use "
+                             "Anchors); connect the checkpoint's model: Use Anchors adds the shared attention itself")
         bank.check_model(**model_facts(model))
         story = story_with_anchors(bank, subject)
         m, _ = patch_story(model, story, bank.description.sharing,

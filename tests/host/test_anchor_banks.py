@@ -119,3 +119,23 @@ def test_load_refuses_a_broken_file_clearly(host, latents, outputs, damage):
         match = "is not a ConsiStory anchor bank"
     with pytest.raises(GraphError, match=match):
         host.run(reuse_subject_graph(NEW[:1], "output/broken_00001.safetensors", steps=STEPS))
+
+
+def test_a_bank_refuses_a_shorter_schedule_whose_sigmas_are_all_on_its_own(host, latents, outputs):
+    """Every sigma of 4 steps is on the 8-step schedule (the simple scheduler): being on the
+    schedule is not enough; the run must walk the bank's sigmas in order."""
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="eight", steps=STEPS, scheduler="simple"))
+    _reuse_error(host, reuse_subject_graph(NEW[:1], "output/eight_00001.safetensors", steps=STEPS // 2,
+                                           scheduler="simple"),
+                 r"the sampler's next sigma is .* where the bank's schedule has .*: the bank was made with another "
+                 r"schedule \(8 model calls")
+
+
+def test_use_anchors_refuses_a_model_already_patched_by_sdsa(host, latents, outputs):
+    _bank(host, outputs, prefix="twice")
+    g = reuse_subject_graph(NEW[:1], "output/twice_00001.safetensors", steps=STEPS)
+    g["first_sdsa"] = {"class_type": "ConsiStorySDSA", "inputs": {
+        "model": ["ckpt", 0], "subject": ["story", 1], "dropout": 0.5, "dropout_seed": 0, "anchors": 0,
+        "start_percent": 0.0, "end_percent": 1.0, "blocks": "output (paper)"}}
+    g["sdsa"]["inputs"]["model"] = ["first_sdsa", 0]
+    _reuse_error(host, g, "ConsiStory Use Anchors: the model is already patched by ConsiStory")

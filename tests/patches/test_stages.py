@@ -1,5 +1,6 @@
 """The wrapper stages and patches with fake UNet calls: which passes they run, what rows
 and conditioning reach the UNet, what they record."""
+import pytest
 import torch
 
 from consistory_testing.pack import runtime
@@ -105,9 +106,10 @@ def test_replay_puts_the_banks_anchors_in_front_of_each_chunk_and_drops_them_aft
     x = torch.randn(6, 4, 2, 2)  # uncond then cond, 3 new images each
     context, y = torch.randn(6, 154, 3), torch.randn(6, 5)
     log = []
+    stage(logging_unet(log), args_for(x, 9.0, [1, 0], c_crossattn=context, y=y))  # a run starts at the bank's first sigma
     out = stage(logging_unet(log), args_for(x, 5.0, [1, 0], c_crossattn=context, y=y))
     assert torch.equal(out, x * 2)
-    (_, seen), = log
+    _, seen = log[-1]
     assert seen["input"].shape == (10, 4, 2, 2) and torch.equal(seen["timestep"], torch.full((10,), 5.0))
     assert torch.equal(seen["input"][:2], bank.inputs[1]) and torch.equal(seen["input"][5:7], bank.inputs[1])
     assert torch.equal(seen["input"][2:5], x[:3]) and torch.equal(seen["input"][7:], x[3:])
@@ -116,6 +118,11 @@ def test_replay_puts_the_banks_anchors_in_front_of_each_chunk_and_drops_them_aft
     assert torch.equal(seen["c"]["c_crossattn"][5:7], bank.conditioning["cond"]["context"].repeat(1, 2, 1))
     assert torch.equal(seen["c"]["y"][7:], y[3:])
     assert torch.equal(stage.last_x0, bank.inputs[1] * 2)  # the cond chunk's anchors, for a DIFT pass
+    with pytest.raises(bank_file.BankError, match="the sampler's next sigma is 1 where the bank's schedule has 5"):
+        stage(logging_unet(log), args_for(x, 1.0, [1, 0], c_crossattn=context, y=y))  # fine: the next sigma
+        stage(logging_unet(log), args_for(x, 9.0, [1, 0], c_crossattn=context, y=y))  # a new run from the top
+        stage(logging_unet(log), args_for(x, 1.0, [1, 0], c_crossattn=context, y=y))  # skips 5.0
+
 
 
 def test_the_recorder_keeps_the_first_k_rows_of_every_chunk_once_per_sigma():
