@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,9 +51,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     print("[1/3] starting the ComfyUI host ...", flush=True)
-    from .host import Host
+    from .host import GraphError, Host
     host = Host.start()
-    host.load_pack(out / ".custom_nodes")
+    host.load_pack(Path(tempfile.mkdtemp(prefix="consistory-nodes-")))  # no link inside the user's folders
     import folder_paths
     folder_paths.set_output_directory(str(out))
     ckpt = host.checkpoint(a.ckpt) if real else None
@@ -70,7 +71,11 @@ def main(argv=None) -> int:
     print(f"[2/3] sampling {len(scenes)} images, {width}x{height}, {steps} steps "
           f"({a.sampler}/{a.scheduler}, cfg {a.cfg}) ...", flush=True)
     start = time.perf_counter()
-    host.run(graph)
+    try:
+        host.run(graph)
+    except GraphError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     files = sorted(p.name for p in out.glob("story*.png"))
     print(f"[3/3] done in {time.perf_counter() - start:.1f} s: {len(files)} files in {out}", flush=True)
     for name in files:

@@ -171,12 +171,17 @@ class Host:
 
     def checkpoint(self, ckpt: str) -> str:
         """The stock loader's name for a checkpoint given by name (in the host's models/checkpoints)
-        or by an absolute file path (its folder is then registered for checkpoints)."""
+        or by an absolute file path. For a path, a new temporary folder holding a link to that
+        one file is registered, never the file's own folder: the host lists a checkpoint folder
+        recursively, and a folder above the repository or an output folder can be huge or loop."""
         path = Path(ckpt)
         if not (path.is_absolute() and path.is_file()):
             return ckpt
+        import tempfile
         import folder_paths
-        folder_paths.add_model_folder_path("checkpoints", str(path.parent))
+        folder = Path(tempfile.mkdtemp(prefix="consistory-ckpt-"))
+        (folder / path.name).symlink_to(path)
+        folder_paths.add_model_folder_path("checkpoints", str(folder))
         return path.name
 
     def register(self, mappings: dict) -> None:

@@ -40,3 +40,21 @@ def test_a_checkpoint_given_as_a_file_path_reaches_the_stock_loader(host, tmp_pa
     assert host.checkpoint(path) == "my_sdxl.safetensors"
     assert "my_sdxl.safetensors" in folder_paths.get_filename_list("checkpoints")
     assert host.checkpoint("sd_xl_base_1.0.safetensors") == "sd_xl_base_1.0.safetensors"  # a name stays a name
+
+
+def test_a_checkpoint_path_inside_the_repository_fails_fast_with_one_line(tmp_path):
+    """--ckpt naming a file inside the repository: only that file is registered for the stock
+    loader (not its folder, which the host would walk recursively), and no link is left in
+    the output folder; a file that is not a checkpoint is one line of error, in seconds."""
+    import time
+    out = tmp_path / "story"
+    fake = REPO / "tests" / "fixtures" / "bank_format1.safetensors"  # a safetensors file, not a checkpoint
+    args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "2", "--width", "128",
+            "--height", "128", "--ckpt", str(fake)]
+    start = time.monotonic()
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=240, env=dict(os.environ))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert time.monotonic() - start < 120
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "CheckpointLoaderSimple" in errors[0], proc.stderr[-3000:]
+    assert not list(out.rglob("comfyui-consistory")) and not (out / ".custom_nodes").exists()
