@@ -1,7 +1,7 @@
 """Generate a consistent story headless: python -m consistory_run --out DIR [options].
 
 Runs the pack's nodes through a real ComfyUI host in this process and writes the images
-and the subject-mask overlays as PNG files. With --ckpt it loads an SDXL checkpoint with
+and the subject-mask overlays as PNG files. With --ckpt it loads a checkpoint with
 the stock loader (from COMFYUI_PATH's models/checkpoints, or a file path); without it, a
 tiny random-weight SDXL-shaped model, so the pipeline runs on any machine.
 """
@@ -16,34 +16,59 @@ from pathlib import Path
 from .graphs import story_graph, with_saved_images
 
 
+class _Help(argparse.HelpFormatter):
+    """Each option's default after its help, where it has one and the help does not say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, argparse.SUPPRESS, True, False) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+SCENES = ["walking in a park", "reading a book in a library", "cooking in a kitchen", "sitting on a bench by the sea"]
+
+
 def parse(argv=None):
-    p = argparse.ArgumentParser(prog="python -m consistory_run", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m consistory_run", description=__doc__.splitlines()[0],
+                                formatter_class=_Help)
     p.add_argument("--out", type=Path, default=Path("outputs/story"), help="folder for the PNG files")
-    p.add_argument("--subject", default="an old man with a hat")
-    p.add_argument("--words", default="man, hat", help="comma-separated subject words ('' = automatic)")
-    p.add_argument("--scene", action="append", dest="scenes", help="a scene (repeat for each image)")
-    p.add_argument("--style", default="a photo of")
-    p.add_argument("--negative", default="blurry, deformed")
-    p.add_argument("--seed", type=int, default=40)
-    p.add_argument("--width", type=int, default=None, help="default 1024 with --ckpt, 256 without")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="default 50 with --ckpt, 8 without")
-    p.add_argument("--cfg", type=float, default=5.0)
-    p.add_argument("--sampler", default="ddim")
-    p.add_argument("--scheduler", default="ddim_uniform")
-    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--subject", action="append", dest="subjects",
+                   help="the subject every image shows; repeat for several subjects "
+                        "(default: 'an old man with a hat')")
+    p.add_argument("--words", action="append",
+                   help="comma-separated subject words, one --words per --subject "
+                        "(default: automatic, the head nouns: 'an old man with a hat' -> man, hat)")
+    p.add_argument("--scene", action="append", dest="scenes", help=f"a scene, repeat for each image (default: {SCENES})")
+    p.add_argument("--style", default="a photo of", help="text put before the subject in every prompt")
+    p.add_argument("--negative", default="blurry, deformed", help="negative prompt")
+    p.add_argument("--seed", type=int, default=40, help="noise seed")
+    p.add_argument("--width", type=int, default=None, help="image width; 1024 with --ckpt, 256 without")
+    p.add_argument("--height", type=int, default=None, help="image height; 1024 with --ckpt, 256 without")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps; 50 with --ckpt, 8 without")
+    p.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance scale")
+    p.add_argument("--sampler", default="ddim", help="a ComfyUI sampler name")
+    p.add_argument("--scheduler", default="ddim_uniform", help="a ComfyUI scheduler name")
+    p.add_argument("--dropout", type=float, default=0.5, help="SDSA dropout of other images' subject patches")
     p.add_argument("--anchors", type=int, default=2,
                    help="the paper's 2: the first 2 images are the anchors the others see; 0 = every image shares")
-    p.add_argument("--ckpt", default=None, help="SDXL checkpoint: a name in models/checkpoints or a path")
-    return p.parse_args(argv)
+    p.add_argument("--no-blend", dest="blend", action="store_false", help="without ConsiStory Query Blend")
+    p.add_argument("--no-inject", dest="inject", action="store_false",
+                   help="without ConsiStory Feature Injection (one pass)")
+    p.add_argument("--ckpt", default=None, help="checkpoint: a name in ComfyUI's models/checkpoints or a file path "
+                                                "(default: a tiny random-weight model)")
+    a = p.parse_args(argv)
+    a.subjects = a.subjects or ["an old man with a hat"]
+    if a.words and len(a.words) != len(a.subjects):
+        p.error(f"{len(a.subjects)} --subject but {len(a.words)} --words: give one --words per --subject, or none")
+    return a
 
 
 def main(argv=None) -> int:
     a = parse(argv)
     from .host import absolute_if_file
     a.ckpt = absolute_if_file(a.ckpt)  # before the host changes directory
-    scenes = a.scenes or ["walking in a park", "reading a book in a library",
-                          "cooking in a kitchen", "sitting on a bench by the sea"]
+    scenes = a.scenes or SCENES
     real = a.ckpt is not None
     width, height = a.width or (1024 if real else 256), a.height or (1024 if real else 256)
     steps = a.steps or (50 if real else 8)
@@ -65,8 +90,9 @@ def main(argv=None) -> int:
 
     graph = with_saved_images(story_graph(
         scenes, anchors=a.anchors, seed=a.seed, steps=steps, width=width, height=height,
-        subject=a.subject, words=a.words, cfg=a.cfg, ckpt=ckpt, sampler=a.sampler,
-        scheduler=a.scheduler, dropout=a.dropout, style=a.style, negative=a.negative))
+        subject="\n".join(a.subjects), words="\n".join(a.words or []), cfg=a.cfg, ckpt=ckpt,
+        sampler=a.sampler, scheduler=a.scheduler, dropout=a.dropout, style=a.style, negative=a.negative,
+        blend=a.blend, inject="fast" if a.inject else None))
     del graph["capture"]
     print(f"[2/3] sampling {len(scenes)} images, {width}x{height}, {steps} steps "
           f"({a.sampler}/{a.scheduler}, cfg {a.cfg}) ...", flush=True)

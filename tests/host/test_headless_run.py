@@ -58,3 +58,34 @@ def test_a_checkpoint_path_inside_the_repository_fails_fast_with_one_line(tmp_pa
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "CheckpointLoaderSimple" in errors[0], proc.stderr[-3000:]
     assert not list(out.rglob("comfyui-consistory")) and not (out / ".custom_nodes").exists()
+
+
+def test_help_lists_every_option_with_its_default():
+    proc = subprocess.run([sys.executable, "-m", "consistory_run", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for option in ("--out", "--subject", "--words", "--scene", "--style", "--negative", "--seed", "--width",
+                   "--height", "--steps", "--cfg", "--sampler", "--scheduler", "--dropout", "--anchors",
+                   "--no-blend", "--no-inject", "--ckpt"):
+        assert option in text, option
+    assert "(default: 2)" in text and "(default: ddim_uniform)" in text and "automatic, the head nouns" in text
+
+
+def test_the_cli_runs_the_workflows_method_with_two_subjects_and_automatic_words(tmp_path):
+    """Query Blend and one-pass Feature Injection are on by default (as in consistory_story.json);
+    --subject / --words repeat; without --words the words are found from each subject."""
+    from consistory_run.__main__ import parse
+    a = parse(["--subject", "a red fox", "--subject", "an old man with a hat"])
+    assert a.blend and a.inject and a.words is None and a.anchors == 2
+    assert not parse(["--no-blend", "--no-inject"]).blend
+    out = tmp_path / "story"
+    args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "3", "--width", "128",
+            "--height", "128", "--subject", "a red fox", "--subject", "an old man with a hat",
+            "--scene", "in a park", "--scene", "at the beach", "--scene", "in a kitchen"]
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(sorted(out.glob("story_0*.png"))) == 3
+    proc = subprocess.run(args[:3] + ["--subject", "a", "--subject", "b", "--words", "x"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "2 --subject but 1 --words" in proc.stderr
