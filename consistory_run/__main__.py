@@ -59,16 +59,43 @@ def parse(argv=None):
                                                 "(default: a tiny random-weight model)")
     a = p.parse_args(argv)
     a.subjects = a.subjects or ["an old man with a hat"]
-    if a.words and len(a.words) != len(a.subjects):
-        p.error(f"{len(a.subjects)} --subject but {len(a.words)} --words: give one --words per --subject, or none")
+    a.scenes = a.scenes or SCENES
+    problem = check(a)
+    if problem:
+        p.error(problem)
     return a
+
+
+def check(a) -> str | None:
+    """What is wrong with the options, in one line, before the host starts (None if nothing)."""
+    if a.words and len(a.words) != len(a.subjects):
+        return f"{len(a.subjects)} --subject but {len(a.words)} --words: give one --words per --subject, or none"
+    if not 0 <= a.dropout <= 1:
+        return f"--dropout {a.dropout} is outside 0..1"
+    if a.anchors < 0 or a.anchors > len(a.scenes):
+        return f"--anchors {a.anchors} but {len(a.scenes)} scenes: use 0 (all share) up to the number of scenes"
+    for name in ("width", "height"):
+        value = getattr(a, name)
+        if value is not None and (value < 64 or value % 8):
+            return f"--{name} {value} must be a multiple of 8, at least 64"
+    if a.steps is not None and a.steps < 1:
+        return f"--steps {a.steps} must be at least 1"
+    if a.cfg < 0:
+        return f"--cfg {a.cfg} must not be negative"
+    return None
 
 
 def main(argv=None) -> int:
     a = parse(argv)
-    from .host import absolute_if_file
+    from .host import absolute_if_file, comfyui_path
     a.ckpt = absolute_if_file(a.ckpt)  # before the host changes directory
-    scenes = a.scenes or SCENES
+    if a.ckpt is not None and not Path(a.ckpt).is_file():
+        looked = comfyui_path() / "models" / "checkpoints"
+        if not (looked / a.ckpt).is_file():
+            print(f"error: checkpoint not found: {a.ckpt}; looked in {Path.cwd()} and {looked}; pass a path "
+                  "or set COMFYUI_PATH to the ComfyUI that has it", file=sys.stderr)
+            return 2
+    scenes = a.scenes
     real = a.ckpt is not None
     width, height = a.width or (1024 if real else 256), a.height or (1024 if real else 256)
     steps = a.steps or (50 if real else 8)

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,3 +90,16 @@ def test_the_cli_runs_the_workflows_method_with_two_subjects_and_automatic_words
     proc = subprocess.run(args[:3] + ["--subject", "a", "--subject", "b", "--words", "x"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "2 --subject but 1 --words" in proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dropout", "1.5"], "--dropout 1.5 is outside 0..1"),
+    (["--anchors", "5"], "--anchors 5 but 4 scenes"),
+    (["--width", "100"], "--width 100 must be a multiple of 8"),
+    (["--steps", "0"], "--steps 0 must be at least 1"),
+    (["--ckpt", "no_such_model.safetensors"], "checkpoint not found: no_such_model.safetensors; looked in")])
+def test_bad_options_are_one_line_before_the_host_starts(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "-m", "consistory_run", "--out", str(tmp_path / "o"), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "starting the ComfyUI host" not in proc.stdout
