@@ -17,6 +17,7 @@ FOLDER = "consistory_banks"
 
 
 OUTPUT_PREFIX = "output/"
+NO_BANK = "(no bank yet: save one with ConsiStory Save Anchor Bank)"
 
 
 def register_models_folder() -> None:
@@ -32,7 +33,8 @@ def bank_names() -> list[str]:
     register_models_folder()
     saved = sorted(f for f in os.listdir(output_folder()) if f.endswith(".safetensors")) \
         if os.path.isdir(output_folder()) else []
-    return [OUTPUT_PREFIX + f for f in saved] + sorted(folder_paths.get_filename_list(FOLDER))
+    names = [OUTPUT_PREFIX + f for f in saved] + sorted(folder_paths.get_filename_list(FOLDER))
+    return names or [NO_BANK]  # an empty list shows as "undefined" in the browser
 
 
 def bank_path(name: str):
@@ -89,6 +91,9 @@ class LoadAnchorBank:
         return os.path.getmtime(path) if path else ""
 
     def load(self, bank_name):
+        if bank_name == NO_BANK:
+            raise BankError("ConsiStory Load Anchor Bank: there is no bank yet; make one with ConsiStory Anchor Bank "
+                            "-> Save Anchor Bank (it goes to output/consistory_banks/), then pick it here")
         path = bank_path(bank_name)
         if path is None:
             raise BankError(f"ConsiStory Load Anchor Bank: no bank named {bank_name!r}")

@@ -139,3 +139,14 @@ def test_use_anchors_refuses_a_model_already_patched_by_sdsa(host, latents, outp
         "start_percent": 0.0, "end_percent": 1.0, "blocks": "output (paper)"}}
     g["sdsa"]["inputs"]["model"] = ["first_sdsa", 0]
     _reuse_error(host, g, "ConsiStory Use Anchors: the model is already patched by ConsiStory")
+
+
+def test_load_anchor_bank_offers_a_readable_choice_on_a_fresh_install(host, latents, outputs):
+    from consistory_run.host import GraphError
+    load = host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryLoadAnchorBank"]
+    (choices,) = load.INPUT_TYPES()["required"]["bank_name"][:1]
+    assert len(choices) == 1 and choices[0].startswith("(no bank yet")  # not an empty list ("undefined")
+    with pytest.raises(GraphError, match="there is no bank yet; make one with ConsiStory Anchor Bank"):
+        host.run(reuse_subject_graph(NEW[:1], choices[0], steps=STEPS))
+    _bank(host, outputs, prefix="first")
+    assert load.INPUT_TYPES()["required"]["bank_name"][0] == ["output/first_00001.safetensors"]
