@@ -8,7 +8,7 @@ from __future__ import annotations
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_WIDGETS = {"seed", "noise_seed"}
-COLUMN, ROW, MARGIN = 400, 40, 40
+COLUMN, ROW, MARGIN, GROUP_GAP, GROUP_TITLE = 400, 40, 40, 60, 90
 
 
 def input_specs(node_class) -> list[tuple[str, object, dict]]:
@@ -49,6 +49,26 @@ def _height(node_class) -> int:
     return 60 + 26 * lines + 90 * tall
 
 
+def _layout(order: list, depth: dict, heights: dict, groups) -> dict:
+    """key -> [x, y]. Each group gets its own band of rows, top to bottom in the groups' order
+    (nodes in columns by data-flow depth inside it), so no group's rectangle overlaps
+    another's and the graph reads top down; nodes in no group follow in a band of their own."""
+    blocks = [list(keys) for _, keys in groups]
+    grouped = {k for keys in blocks for k in keys}
+    rest = [k for k in order if k not in grouped]
+    pos, y = {}, MARGIN
+    for keys in blocks + ([rest] if rest else []):
+        keys = sorted(keys, key=order.index)
+        first = min(depth[k] for k in keys)
+        column_y: dict = {}
+        for key in keys:
+            d = depth[key] - first
+            pos[key] = [MARGIN + d * COLUMN, column_y.get(d, y + GROUP_TITLE)]
+            column_y[d] = pos[key][1] + heights[key] + ROW
+        y = max(column_y.values()) + GROUP_GAP
+    return pos
+
+
 def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=()) -> tuple[dict, dict]:
     """(UI workflow, API twin keyed by the UI node ids) of an API graph with named keys.
 
@@ -58,12 +78,8 @@ def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=()) -
     depth = _depths(api)
     order = sorted(api, key=lambda k: (depth[k], list(api).index(k)))
     ids = {key: i + 1 for i, key in enumerate(order)}
-    pos, heights, column_y = {}, {}, {}
-    for key in order:
-        d = depth[key]
-        heights[key] = _height(classes[api[key]["class_type"]])
-        pos[key] = [MARGIN + d * COLUMN, column_y.get(d, MARGIN)]
-        column_y[d] = pos[key][1] + heights[key] + ROW
+    heights = {key: _height(classes[api[key]["class_type"]]) for key in order}
+    pos = _layout(order, depth, heights, groups)
 
     links, outputs_links = [], {}
     nodes = []
@@ -112,8 +128,8 @@ def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=()) -
         xs = [pos[k][0] for k in keys]
         ys = [pos[k][1] for k in keys]
         bottom = max(pos[k][1] + heights[k] for k in keys)
-        ui_groups.append({"title": title, "bounding": [min(xs) - 20, min(ys) - 60,
-                                                       max(xs) - min(xs) + COLUMN - 20, bottom - min(ys) + 80],
+        ui_groups.append({"title": title, "bounding": [min(xs) - 20, min(ys) - GROUP_TITLE,
+                                                       max(xs) - min(xs) + COLUMN - 20, bottom - min(ys) + GROUP_TITLE + 20],
                           "color": "#3f789e", "font_size": 22, "flags": {}})
     workflow = {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
                 "groups": ui_groups, "config": {}, "extra": {}, "version": 0.4}

@@ -157,3 +157,20 @@ def test_workflow_runs_on_the_host(host, names, tmp_path, monkeypatch):
     for name in names:
         for prefix, count in run_workflow(host, name).items():
             assert len(list(tmp_path.glob(f"{prefix}_0*.png"))) == count, prefix
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_group_overlaps_another_and_every_node_sits_in_its_group(name):
+    workflow = load(name)
+    groups = [(g["title"], g["bounding"]) for g in workflow["groups"]]
+
+    def inside(point, box):
+        x, y, w, h = box
+        return x <= point[0] <= x + w and y <= point[1] <= y + h
+
+    for i, (title_a, (ax, ay, aw, ah)) in enumerate(groups):
+        for title_b, (bx, by, bw, bh) in groups[i + 1:]:
+            assert not (ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah), (title_a, title_b)
+    for node in workflow["nodes"]:
+        corners = [node["pos"], [node["pos"][0] + node["size"][0], node["pos"][1] + node["size"][1]]]
+        assert sum(all(inside(c, box) for c in corners) for _, box in groups) == 1, node["type"]
