@@ -61,9 +61,9 @@ def reuse_subject() -> tuple[dict, dict, list]:
     g = _clean(with_saved_images(reuse_subject_graph(bank_name=f"output/{BANK}_00001.safetensors",
                                                      blend=True, inject="fast", **kw), prefix="consistory_reuse"))
     titles = {"sdsa": "ConsiStory Use Anchors", "load_bank": "Load Anchor Bank",
-              "new_rows": "New images' noise: rows 2.. (after the 2 anchors)"}
+              "latent": "ConsiStory Bank Latent (the bank's size, the noise after its anchors)"}
     groups = [("1. New scenes with the saved subject (same words, size, sampler, steps)",
-               ["ckpt", "story", "neg", "latent", "load_bank", "new_rows"]),
+               ["ckpt", "story", "neg", "load_bank", "latent"]),
               ("2. Reuse: new images see the anchors", ["sdsa", "blend", "inject", "sampler"]),
               ("3. Images and masks", ["decode", "masks", "save_images", "save_masks"])]
     return g, titles, groups

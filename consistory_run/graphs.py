@@ -89,21 +89,16 @@ def make_subject_graph(scenes, anchors=2, prefix="subject", **kw):
     return g
 
 
-def reuse_subject_graph(scenes, bank_name, anchors=2, share_new=False, **kw):
-    """New scenes with a saved subject: Load Anchor Bank -> Use Anchors; the latents are rows
-    anchors.. of an (anchors + new) batch, so each new image gets the noise it would have
-    had in one batch after the anchors."""
+def reuse_subject_graph(scenes, bank_name, share_new=False, **kw):
+    """New scenes with a saved subject: Load Anchor Bank -> Use Anchors, and Bank Latent for the
+    new images' latent (the bank's size; each new image gets the noise it would have had in
+    one batch after the anchors)."""
     g = story_graph(scenes, **kw)
     g["load_bank"] = {"class_type": "ConsiStoryLoadAnchorBank", "inputs": {"bank_name": bank_name}}
     g["sdsa"] = {"class_type": "ConsiStoryUseAnchors", "inputs": {
         "model": g["sdsa"]["inputs"]["model"], "bank": ["load_bank", 0], "subject": ["story", 1],
         "share_new": share_new}}
-    g["latent"]["inputs"]["batch_size"] = anchors + len(scenes)
-    g["new_rows"] = {"class_type": "LatentFromBatch", "inputs": {
-        "samples": ["latent", 0], "batch_index": anchors, "length": len(scenes)}}
-    for node in g.values():
-        if node["inputs"].get("latent_image") == ["latent", 0]:
-            node["inputs"]["latent_image"] = ["new_rows", 0]
+    g["latent"] = {"class_type": "ConsiStoryBankLatent", "inputs": {"bank": ["load_bank", 0], "subject": ["story", 1]}}
     return g
 
 

@@ -1,5 +1,6 @@
 """The pack's nodes: one module per node, each only declaring its inputs and calling the
 runtime (consistory_patches). Node ids never change, so saved workflows keep loading."""
+from .bank_latent import BankLatent
 from .collect_features import CollectFeatures
 from .feature_injection import FeatureInjection
 from .make_anchor_bank import MakeAnchorBank
@@ -23,6 +24,7 @@ NODE_CLASS_MAPPINGS = {
     "ConsiStorySaveAnchorBank": SaveAnchorBank,
     "ConsiStoryLoadAnchorBank": LoadAnchorBank,
     "ConsiStoryUseAnchors": UseAnchors,
+    "ConsiStoryBankLatent": BankLatent,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -37,4 +39,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ConsiStorySaveAnchorBank": "ConsiStory Save Anchor Bank",
     "ConsiStoryLoadAnchorBank": "ConsiStory Load Anchor Bank",
     "ConsiStoryUseAnchors": "ConsiStory Use Anchors",
+    "ConsiStoryBankLatent": "ConsiStory Bank Latent",
 }

@@ -77,8 +77,10 @@ def _reuse_error(host, graph, match):
 def test_a_bank_refuses_another_size_schedule_or_words(host, latents, outputs):
     _bank(host, outputs)
     name = "output/bad_00001.safetensors"
-    _reuse_error(host, reuse_subject_graph(NEW[:1], name, width=64, height=64, steps=STEPS),
-                 r"bank was made at 128x96 px.*this run is 64x64 px")
+    other_size = reuse_subject_graph(NEW[:1], name, steps=STEPS)  # Bank Latent has the bank's size; a
+    other_size["latent"] = {"class_type": "EmptyLatentImage",   # latent of the user's own may not
+                            "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    _reuse_error(host, other_size, r"bank was made at 128x96 px.*this run is 64x64 px")
     _reuse_error(host, reuse_subject_graph(NEW[:1], name, steps=STEPS + 2), r"not on the schedule the bank was made with")
     _reuse_error(host, reuse_subject_graph(NEW[:1], name, steps=STEPS, words="man"),
                  r"bank's subject words are \[\['man', 'hat'\]\].*\[\['man'\]\]")
@@ -150,3 +152,18 @@ def test_load_anchor_bank_offers_a_readable_choice_on_a_fresh_install(host, late
         host.run(reuse_subject_graph(NEW[:1], choices[0], steps=STEPS))
     _bank(host, outputs, prefix="first")
     assert load.INPUT_TYPES()["required"]["bank_name"][0] == ["output/first_00001.safetensors"]
+
+
+def test_bank_latent_gives_the_banks_size_and_the_noise_after_its_anchors(host, latents, outputs):
+    """Bank Latent equals Empty Latent of (anchors + new) images at the bank's size followed
+    by Latent From Batch from the anchors on: the same sampled images."""
+    _bank(host, outputs, prefix="sized")
+    g = reuse_subject_graph(NEW, "output/sized_00001.safetensors", steps=STEPS)
+    host.run(g)
+    with_node = latents["story"]
+    g["latent"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 128, "height": 96, "batch_size": 2 + len(NEW)}}
+    g["new_rows"] = {"class_type": "LatentFromBatch", "inputs": {"samples": ["latent", 0], "batch_index": 2,
+                                                                 "length": len(NEW)}}
+    g["sampler"]["inputs"]["latent_image"] = ["new_rows", 0]
+    host.run(g)
+    assert with_node.shape == (len(NEW), 4, 12, 16) and torch.equal(with_node, latents["story"])
