@@ -85,6 +85,30 @@ def check(a) -> str | None:
     return None
 
 
+def new_run_folder(out: Path) -> Path:
+    """out/run_001, run_002, ...: the first that does not exist yet (each run its own folder)."""
+    out.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name[4:]) for p in out.glob("run_*") if p.name[4:].isdigit()]
+    folder = out / f"run_{max(taken, default=0) + 1:03d}"
+    folder.mkdir()
+    return folder
+
+
+def slug(text: str) -> str:
+    return "_".join("".join(c if c.isalnum() else " " for c in text.lower()).split())[:48]
+
+
+def name_by_scene(folder: Path, scenes: list) -> list:
+    """Renames the SaveImage files of a run folder to NN_scene.png and NN_scene_mask.png."""
+    names = []
+    for prefix, suffix in (("story_masks_", "_mask"), ("story_", "")):
+        for i, path in enumerate(sorted(folder.glob(f"{prefix}0*.png"))):
+            name = f"{i + 1:02d}_{slug(scenes[i])}{suffix}.png"
+            path.rename(folder / name)
+            names.append(name)
+    return sorted(names)
+
+
 def main(argv=None) -> int:
     a = parse(argv)
     from .host import absolute_if_file, comfyui_path
@@ -99,13 +123,24 @@ def main(argv=None) -> int:
     real = a.ckpt is not None
     width, height = a.width or (1024 if real else 256), a.height or (1024 if real else 256)
     steps = a.steps or (50 if real else 8)
-    out = a.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = new_run_folder(a.out.resolve())
 
     print("[1/3] starting the ComfyUI host ...", flush=True)
     from .host import GraphError, Host
-    host = Host.start()
-    host.load_pack(Path(tempfile.mkdtemp(prefix="consistory-nodes-")))  # no link inside the user's folders
+    from .quiet import host_output_summary, quiet_fds
+    with quiet_fds() as captured:
+        try:
+            host = Host.start()
+            host.load_pack(Path(tempfile.mkdtemp(prefix="consistory-nodes-")))  # no link in the user's folders
+            failure = None
+        except Exception as e:
+            failure = e
+        said = captured.read()
+    if failure is not None:
+        print(said, file=sys.stderr)
+        raise failure
+    import comfy.model_management
+    print(f"      {host_output_summary(said, str(comfy.model_management.get_torch_device()))}", flush=True)
     import folder_paths
     folder_paths.set_output_directory(str(out))
     ckpt = host.checkpoint(a.ckpt) if real else None
@@ -129,7 +164,7 @@ def main(argv=None) -> int:
     except GraphError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    files = sorted(p.name for p in out.glob("story*.png"))
+    files = name_by_scene(out, scenes)
     print(f"[3/3] done in {time.perf_counter() - start:.1f} s: {len(files)} files in {out}", flush=True)
     for name in files:
         print(f"      {name}")

@@ -217,9 +217,8 @@ class Host:
         executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
         if not executor.success:
             detail = next((d for e, d in executor.status_messages if e == "execution_error"), {})
-            raise GraphError(f"{detail.get('exception_type', 'error')}: "
-                             f"{detail.get('exception_message', 'execution failed')} "
-                             f"(node {detail.get('node_type')})")
+            message = " ".join(str(detail.get("exception_message", "execution failed")).split())
+            raise GraphError(f"{detail.get('exception_type', 'error')}: {message} (node {detail.get('node_type')})")
 
 
 class _SilentServer:

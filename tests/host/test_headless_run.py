@@ -18,9 +18,10 @@ def test_headless_run_writes_images_and_mask_overlays(tmp_path):
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "no --ckpt: using a tiny SDXL-shaped model" in proc.stdout
-    images = sorted(out.glob("story_0*.png"))
-    masks = sorted(out.glob("story_masks_*.png"))
-    assert len(images) == 2 and len(masks) == 2
+    run = out / "run_001"
+    images = [run / "01_walking_in_a_park.png", run / "02_reading_a_book.png"]
+    masks = [run / "01_walking_in_a_park_mask.png", run / "02_reading_a_book_mask.png"]
+    assert sorted(run.iterdir()) == sorted(images + masks)
     for path in images + masks:
         assert Image.open(path).size == (128, 96)
     # the overlays are the images tinted where the subject is: same size, not identical
@@ -86,7 +87,7 @@ def test_the_cli_runs_the_workflows_method_with_two_subjects_and_automatic_words
             "--scene", "in a park", "--scene", "at the beach", "--scene", "in a kitchen"]
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(sorted(out.glob("story_0*.png"))) == 3
+    assert len(list((out / "run_001").glob("0*_mask.png"))) == 3
     proc = subprocess.run(args[:3] + ["--subject", "a", "--subject", "b", "--words", "x"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "2 --subject but 1 --words" in proc.stderr
@@ -103,3 +104,19 @@ def test_bad_options_are_one_line_before_the_host_starts(tmp_path, args, message
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "starting the ComfyUI host" not in proc.stdout
+
+
+def test_each_run_has_its_own_folder_and_the_hosts_start_up_noise_is_one_line(tmp_path):
+    out = tmp_path / "story"
+    args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "2", "--width", "64",
+            "--height", "64", "--scene", "in a park", "--scene", "at the beach"]
+    for _ in range(2):
+        proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["run_001", "run_002"]
+    assert sorted(p.name for p in (out / "run_002").iterdir()) == [
+        "01_in_a_park.png", "01_in_a_park_mask.png", "02_at_the_beach.png", "02_at_the_beach_mask.png"]
+    said = proc.stdout + proc.stderr
+    for noise in ("IMPORT FAILED", "Traceback", "Total VRAM", "No module named"):
+        assert noise not in said, noise
+    assert "ComfyUI is up on cpu" in proc.stdout
