@@ -23,7 +23,7 @@ run() {
 }
 run "tests without a host (core, patches)" $PY -m pytest tests/core tests/patches -q "$@"
 for host in 2024 0.3.75; do
-  run "host tests on ComfyUI $host" env CONSISTORY_HOST=$host $PY -m pytest tests/host -q "$@"
+  run "host tests on ComfyUI $host" env CONSISTORY_HOST=$host $PY -m pytest tests/host tests/world -q "$@"
 done
 count() { grep -oE "[0-9]+ $1" "$summaries" | awk '{s += $1} END {print s + 0}'; }
 echo "all runs: $(count passed) passed, $(( $(count failed) + $(count error) )) failed"
