@@ -1,9 +1,13 @@
 """Generate a consistent story headless: python -m consistory_run --out DIR [options].
 
 Runs the pack's nodes through a real ComfyUI host in this process and writes the images
-and the subject-mask overlays as PNG files. With --ckpt it loads a checkpoint with
-the stock loader (from COMFYUI_PATH's models/checkpoints, or a file path); without it, a
-tiny random-weight SDXL-shaped model, so the pipeline runs on any machine.
+and the subject-mask overlays as PNG files. With --ckpt it loads a checkpoint with the
+stock loader (from COMFYUI_PATH's models/checkpoints, or a file path). Without it, the
+story-world model trained in this repository (a small creature or robot in 8 scenes;
+64 x 64 images) draws the story, and the same story sampled plainly is written beside it,
+so the subject's change from image to image and its consistency with ConsiStory can be
+compared on any machine; --tiny uses a random-weight SDXL-shaped model instead (a pipeline
+check at any size).
 """
 from __future__ import annotations
 
@@ -14,6 +18,15 @@ import time
 from pathlib import Path
 
 from .graphs import story_graph, with_saved_images
+
+
+def plain_graph(scenes, settings: dict) -> dict:
+    """The same prompts, seed and sampler without ConsiStory, saved as plain_*.png."""
+    g = story_graph(scenes, **dict(settings, sdsa=False, blend=False, inject=None))
+    del g["capture"]
+    g["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sampler", 0], "vae": ["ckpt", 2]}}
+    g["save_plain"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": "plain"}}
+    return g
 
 
 class _Help(argparse.HelpFormatter):
@@ -27,6 +40,13 @@ class _Help(argparse.HelpFormatter):
 
 
 SCENES = ["walking in a park", "reading a book in a library", "cooking in a kitchen", "sitting on a bench by the sea"]
+SUBJECT = "an old man with a hat"
+WORLD_SCENES = ["on the left in a snowy field", "jumping in a forest", "on a city street", "small in the distance on the moon"]
+WORLD_SUBJECT = "a small creature"
+WORLD_SIZE = 256  # the story-world model's training size (32 x 32 latents, 64 x 64 images)
+# per model: (width/height, steps, cfg, negative)
+DEFAULTS = {"ckpt": (1024, 50, 5.0, "blurry, deformed"), "world": (WORLD_SIZE, 20, 4.0, ""),
+            "tiny": (256, 8, 5.0, "blurry, deformed")}
 
 
 def parse(argv=None):
@@ -35,18 +55,22 @@ def parse(argv=None):
     p.add_argument("--out", type=Path, default=Path("outputs/story"), help="folder for the PNG files")
     p.add_argument("--subject", action="append", dest="subjects",
                    help="the subject every image shows; repeat for several subjects "
-                        "(default: 'an old man with a hat')")
+                        f"(default: '{SUBJECT}'; '{WORLD_SUBJECT}' with the story-world model)")
     p.add_argument("--words", action="append",
                    help="comma-separated subject words, one --words per --subject "
                         "(default: automatic, the head nouns: 'an old man with a hat' -> man, hat)")
-    p.add_argument("--scene", action="append", dest="scenes", help=f"a scene, repeat for each image (default: {SCENES})")
+    p.add_argument("--scene", action="append", dest="scenes",
+                   help=f"a scene, repeat for each image (default: {SCENES}; with the story-world model "
+                        f"{WORLD_SCENES})")
     p.add_argument("--style", default="a photo of", help="text put before the subject in every prompt")
-    p.add_argument("--negative", default="blurry, deformed", help="negative prompt")
+    p.add_argument("--negative", default=None, help="negative prompt; 'blurry, deformed', empty with the story-world model")
     p.add_argument("--seed", type=int, default=40, help="noise seed")
     p.add_argument("--width", type=int, default=None, help="image width; 1024 with --ckpt, 256 without")
     p.add_argument("--height", type=int, default=None, help="image height; 1024 with --ckpt, 256 without")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps; 50 with --ckpt, 8 without")
-    p.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance scale")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps; 50 with --ckpt, 20 with the story-world "
+                                                             "model, 8 with --tiny")
+    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale; 5, 4 with the "
+                                                            "story-world model")
     p.add_argument("--sampler", default="ddim", help="a ComfyUI sampler name")
     p.add_argument("--scheduler", default="ddim_uniform", help="a ComfyUI scheduler name")
     p.add_argument("--dropout", type=float, default=0.5, help="SDSA dropout of other images' subject patches")
@@ -56,11 +80,22 @@ def parse(argv=None):
     p.add_argument("--no-inject", dest="inject", action="store_false",
                    help="without ConsiStory Feature Injection (one pass)")
     p.add_argument("--ckpt", default=None, help="checkpoint: a name in ComfyUI's models/checkpoints or a file path "
-                                                "(default: a tiny random-weight model)")
+                                                "(default: the story-world model trained in this repository)")
+    p.add_argument("--tiny", action="store_true", help="a tiny random-weight SDXL-shaped model instead of the "
+                                                       "story-world model: checks the pipeline at any size")
     a = p.parse_args(argv)
-    a.subjects = a.subjects or ["an old man with a hat"]
-    a.scenes = a.scenes or SCENES
+    if a.ckpt is not None and a.tiny:
+        p.error("give --ckpt or --tiny, not both")
+    a.model = "ckpt" if a.ckpt is not None else "tiny" if a.tiny else "world"
+    world = a.model == "world"
+    size, steps, cfg, negative = DEFAULTS[a.model]
+    a.subjects = a.subjects or [WORLD_SUBJECT if world else SUBJECT]
+    a.scenes = a.scenes or (WORLD_SCENES if world else SCENES)
+    a.steps = a.steps if a.steps is not None else steps
+    a.cfg = a.cfg if a.cfg is not None else cfg
+    a.negative = a.negative if a.negative is not None else negative
     problem = check(a)
+    a.width, a.height = a.width or size, a.height or size
     if problem:
         p.error(problem)
     return a
@@ -78,7 +113,10 @@ def check(a) -> str | None:
         value = getattr(a, name)
         if value is not None and (value < 64 or value % 8):
             return f"--{name} {value} must be a multiple of 8, at least 64"
-    if a.steps is not None and a.steps < 1:
+    if a.model == "world" and {a.width, a.height} - {None, WORLD_SIZE}:
+        return (f"the story-world model draws {WORLD_SIZE}x{WORLD_SIZE} only (its training size); "
+                "pass --ckpt or --tiny for other sizes")
+    if a.steps < 1:
         return f"--steps {a.steps} must be at least 1"
     if a.cfg < 0:
         return f"--cfg {a.cfg} must not be negative"
@@ -99,14 +137,34 @@ def slug(text: str) -> str:
 
 
 def name_by_scene(folder: Path, scenes: list) -> list:
-    """Renames the SaveImage files of a run folder to NN_scene.png and NN_scene_mask.png."""
+    """Renames the SaveImage files of a run folder to NN_scene.png, NN_scene_mask.png and
+    (plain sampling) NN_scene_plain.png."""
     names = []
-    for prefix, suffix in (("story_masks_", "_mask"), ("story_", "")):
+    for prefix, suffix in (("story_masks_", "_mask"), ("story_", ""), ("plain_", "_plain")):
         for i, path in enumerate(sorted(folder.glob(f"{prefix}0*.png"))):
             name = f"{i + 1:02d}_{slug(scenes[i])}{suffix}.png"
             path.rename(folder / name)
             names.append(name)
     return sorted(names)
+
+
+def comparison_sheet(folder: Path, scenes: list, path: Path) -> None:
+    """plain (top row) over ConsiStory (bottom row), enlarged to at least 256 pixels a side."""
+    from PIL import Image, ImageDraw
+    rows = [[Image.open(folder / f"{i + 1:02d}_{slug(s)}{suffix}.png").convert("RGB") for i, s in enumerate(scenes)]
+            for suffix in ("_plain", "")]
+    w, h = rows[0][0].size
+    scale = max(1, 256 // min(w, h))
+    w, h, label = w * scale, h * scale, 22
+    sheet = Image.new("RGB", (w * len(scenes), 2 * (h + label)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (title, images) in enumerate(zip(("plain sampling: a new subject in every image",
+                                             "ConsiStory: the same subject"), rows)):
+        top = r * (h + label)
+        draw.text((6, top + 5), title, fill="black")
+        for c, image in enumerate(images):
+            sheet.paste(image.resize((w, h), Image.NEAREST), (c * w, top + label))
+    sheet.save(path)
 
 
 def main(argv=None) -> int:
@@ -119,10 +177,13 @@ def main(argv=None) -> int:
             print(f"error: checkpoint not found: {a.ckpt}; looked in {Path.cwd()} and {looked}; pass a path "
                   "or set COMFYUI_PATH to the ComfyUI that has it", file=sys.stderr)
             return 2
-    scenes = a.scenes
-    real = a.ckpt is not None
-    width, height = a.width or (1024 if real else 256), a.height or (1024 if real else 256)
-    steps = a.steps or (50 if real else 8)
+    if a.model == "world":
+        from story_world.model import WEIGHTS
+        if not WEIGHTS.is_file():
+            print(f"error: the story-world weights are missing: {WEIGHTS}; restore them from git or train them "
+                  "(python -m story_world.train --out ...), or pass --ckpt / --tiny", file=sys.stderr)
+            return 2
+    scenes, width, height, steps = a.scenes, a.width, a.height, a.steps
     out = new_run_folder(a.out.resolve())
 
     print("[1/3] starting the ComfyUI host ...", flush=True)
@@ -143,28 +204,41 @@ def main(argv=None) -> int:
     print(f"      {host_output_summary(said, str(comfy.model_management.get_torch_device()))}", flush=True)
     import folder_paths
     folder_paths.set_output_directory(str(out))
-    ckpt = host.checkpoint(a.ckpt) if real else None
-    if not real:
+    ckpt = host.checkpoint(a.ckpt) if a.model == "ckpt" else None
+    loader = None
+    if a.model == "tiny":
         from consistory_testing import tiny_models
         host.register(tiny_models.NODE_CLASS_MAPPINGS)
-        print("      no --ckpt: using a tiny SDXL-shaped model with random weights; the images "
+        print("      --tiny: a tiny SDXL-shaped model with random weights; the images "
               "show that the pipeline runs, not what SDXL would draw", flush=True)
+    elif a.model == "world":
+        from story_world import nodes as story_nodes
+        host.register(story_nodes.NODE_CLASS_MAPPINGS)
+        loader = {"class_type": "ConsiStoryStoryWorldCheckpoint", "inputs": {}}
+        print("      no --ckpt: the story-world model trained in this repository (a small creature or a "
+              "little robot in 8 scenes, 64x64 images); the same story is also sampled plainly", flush=True)
 
-    graph = with_saved_images(story_graph(
-        scenes, anchors=a.anchors, seed=a.seed, steps=steps, width=width, height=height,
-        subject="\n".join(a.subjects), words="\n".join(a.words or []), cfg=a.cfg, ckpt=ckpt,
-        sampler=a.sampler, scheduler=a.scheduler, dropout=a.dropout, style=a.style, negative=a.negative,
-        blend=a.blend, inject="fast" if a.inject else None))
+    settings = dict(anchors=a.anchors, seed=a.seed, steps=steps, width=width, height=height,
+                    subject="\n".join(a.subjects), words="\n".join(a.words or []), cfg=a.cfg, ckpt=ckpt,
+                    loader=loader, sampler=a.sampler, scheduler=a.scheduler, dropout=a.dropout, style=a.style,
+                    negative=a.negative, blend=a.blend, inject="fast" if a.inject else None)
+    graph = with_saved_images(story_graph(scenes, **settings))
     del graph["capture"]
-    print(f"[2/3] sampling {len(scenes)} images, {width}x{height}, {steps} steps "
-          f"({a.sampler}/{a.scheduler}, cfg {a.cfg}) ...", flush=True)
+    plain = a.model == "world"
+    print(f"[2/3] sampling {len(scenes)} images{' (and plainly)' if plain else ''}, {width}x{height}, {steps} "
+          f"steps ({a.sampler}/{a.scheduler}, cfg {a.cfg}) ...", flush=True)
     start = time.perf_counter()
     try:
         host.run(graph)
+        if plain:
+            host.run(plain_graph(scenes, settings))
     except GraphError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     files = name_by_scene(out, scenes)
+    if plain:
+        comparison_sheet(out, scenes, out / "story_vs_plain.png")
+        files.append("story_vs_plain.png")
     print(f"[3/3] done in {time.perf_counter() - start:.1f} s: {len(files)} files in {out}", flush=True)
     for name in files:
         print(f"      {name}")

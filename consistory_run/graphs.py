@@ -6,15 +6,16 @@ def story_graph(scenes=SCENES, *, sdsa=True, end_percent=1.0, anchors=0, seed=1,
                 width=128, height=96, subject="an old man with a hat", words="man, hat",
                 key="story", cfg=5.0, record_chunks=False, batch_size=None, ckpt=None,
                 sampler="euler", scheduler="normal", dropout=0.5, style="a photo of", negative="blurry",
-                blend=False, blend_end=0.1, inject=None, alpha=0.8):
-    """The story graph; ``ckpt`` names a checkpoint for the stock loader, else the tiny model.
+                blend=False, blend_end=0.1, inject=None, alpha=0.8, loader=None):
+    """The story graph; ``ckpt`` names a checkpoint for the stock loader, ``loader`` is any
+    MODEL/CLIP/VAE loader node (e.g. the story world's), else the tiny model.
 
     blend: add ConsiStory Query Blend. inject: None, "fast" (one pass) or "exact" (a first
     sampler, Collect Features, then a second sampler with the same seed that injects;
     "sampler" is then the second one and "pass1" the first).
     """
-    loader = ({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}} if ckpt else
-              {"class_type": "ConsiStoryTinySDXLCheckpoint", "inputs": {"weight_seed": 0}})
+    loader = loader or ({"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}} if ckpt else
+                        {"class_type": "ConsiStoryTinySDXLCheckpoint", "inputs": {"weight_seed": 0}})
     g = {
         "ckpt": loader,
         "story": {"class_type": "ConsiStoryStoryPrompts", "inputs": {

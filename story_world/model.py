@@ -139,13 +139,19 @@ def size_conditioning(model, pooled: torch.Tensor) -> torch.Tensor:
     return model.encode_adm(pooled_output=pooled, width=PIXELS, height=PIXELS)
 
 
+def _latent_scale() -> str:
+    from .latent_map import SCALE
+    return json.dumps([round(float(v), 6) for v in SCALE])
+
+
 def save_weights(path: Path, unet: torch.nn.Module, clip, info: dict) -> None:
     """UNet weights in fp16 plus the text fingerprint; ``info`` goes into the metadata."""
     from safetensors.torch import save_file
     tensors = {f"unet.{k}": v.detach().to(torch.float16).contiguous() for k, v in unet.state_dict().items()}
     tensors["text_fingerprint"] = encode_text(clip, PROBE_PROMPT)[0][0, :24].contiguous()
     meta = {"format": FORMAT, "unet_config": json.dumps(UNET_CONFIG), "text_seed": str(TEXT_SEED),
-            "probe_prompt": PROBE_PROMPT, **{k: str(v) for k, v in info.items()}}
+            "probe_prompt": PROBE_PROMPT, "latent_scale": _latent_scale(),
+            **{k: str(v) for k, v in info.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
@@ -167,9 +173,12 @@ def load_story_world(path: Path = WEIGHTS):
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     if json.loads(meta["unet_config"]) != json.loads(json.dumps(UNET_CONFIG)):
         raise ValueError(f"{path} was trained with another UNet config: {meta['unet_config']}")
+    if meta.get("latent_scale") != _latent_scale():
+        raise ValueError(f"{path} was trained with another latent map scale: {meta.get('latent_scale')}")
     clip = build_text_encoder(int(meta["text_seed"]))
     probe = encode_text(clip, meta["probe_prompt"])[0][0, :24]
-    if not torch.allclose(probe, tensors["text_fingerprint"].float(), atol=1e-3, rtol=1e-3):
+    # the 2024 and 2025 hosts agree to ~2e-3 (their attention differs); other weights differ by ~1
+    if not torch.allclose(probe, tensors["text_fingerprint"].float(), atol=2e-2, rtol=0):
         raise RuntimeError("the rebuilt frozen text encoder differs from the one the story-world "
                            "UNet was trained with (host CLIP or torch RNG changed)")
     model = build_sdxl()

@@ -6,7 +6,7 @@ model was trained at); they decode to 64 x 64 images. Use the empty prompt as ne
 """
 from __future__ import annotations
 
-from .model import WEIGHTS, load_story_world
+from . import model as world_model
 from .vae import LatentMapVAE
 
 
@@ -24,7 +24,7 @@ class StoryWorldCheckpointLoader:
                    "creature or robot in one of 8 scenes). Sample at 256 x 256 (32 x 32 latents).")
 
     def load(self):
-        model, clip = load_story_world(WEIGHTS)
+        model, clip = world_model.load_story_world(world_model.WEIGHTS)
         return model, clip, LatentMapVAE()
 
 

@@ -13,11 +13,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_headless_run_writes_images_and_mask_overlays(tmp_path):
     out = tmp_path / "story"
-    args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "3",
+    args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "3", "--tiny",
             "--width", "128", "--height", "96", "--scene", "walking in a park", "--scene", "reading a book"]
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "no --ckpt: using a tiny SDXL-shaped model" in proc.stdout
+    assert "--tiny: a tiny SDXL-shaped model" in proc.stdout
     run = out / "run_001"
     images = [run / "01_walking_in_a_park.png", run / "02_reading_a_book.png"]
     masks = [run / "01_walking_in_a_park_mask.png", run / "02_reading_a_book_mask.png"]
@@ -26,6 +26,26 @@ def test_headless_run_writes_images_and_mask_overlays(tmp_path):
         assert Image.open(path).size == (128, 96)
     # the overlays are the images tinted where the subject is: same size, not identical
     assert not np.array_equal(np.asarray(Image.open(images[0])), np.asarray(Image.open(masks[0])))
+
+
+def test_without_a_checkpoint_the_story_world_model_draws_the_story_and_the_plain_story_beside_it(tmp_path):
+    """The README's first command: the trained story-world model, ConsiStory and plain sampling
+    with the same seed, and a sheet with both rows."""
+    out = tmp_path / "story"
+    proc = subprocess.run([sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "6"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the story-world model trained in this repository" in proc.stdout
+    run = out / "run_001"
+    names = sorted(p.name for p in run.iterdir())
+    stems = ["01_on_the_left_in_a_snowy_field", "02_jumping_in_a_forest", "03_on_a_city_street",
+             "04_small_in_the_distance_on_the_moon"]
+    assert names == sorted([f"{s}{x}.png" for s in stems for x in ("", "_mask", "_plain")] + ["story_vs_plain.png"])
+    story = [np.asarray(Image.open(run / f"{s}.png")) for s in stems]
+    plain = [np.asarray(Image.open(run / f"{s}_plain.png")) for s in stems]
+    assert story[0].shape == (64, 64, 3)  # the latent map decodes 32 x 32 latents to 64 x 64 images
+    assert not all(np.array_equal(a, b) for a, b in zip(story[1:], plain[1:]))  # ConsiStory changed the images
+    assert Image.open(run / "story_vs_plain.png").size == (4 * 256, 2 * (256 + 22))
 
 
 def test_a_checkpoint_given_as_a_file_path_reaches_the_stock_loader(host, tmp_path, monkeypatch):
@@ -69,7 +89,7 @@ def test_help_lists_every_option_with_its_default():
     text = " ".join(proc.stdout.split())
     for option in ("--out", "--subject", "--words", "--scene", "--style", "--negative", "--seed", "--width",
                    "--height", "--steps", "--cfg", "--sampler", "--scheduler", "--dropout", "--anchors",
-                   "--no-blend", "--no-inject", "--ckpt"):
+                   "--no-blend", "--no-inject", "--ckpt", "--tiny"):
         assert option in text, option
     assert "(default: 2)" in text and "(default: ddim_uniform)" in text and "automatic, the head nouns" in text
 
@@ -82,7 +102,7 @@ def test_the_cli_runs_the_workflows_method_with_two_subjects_and_automatic_words
     assert a.blend and a.inject and a.words is None and a.anchors == 2
     assert not parse(["--no-blend", "--no-inject"]).blend
     out = tmp_path / "story"
-    args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "3", "--width", "128",
+    args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "3", "--width", "128", "--tiny",
             "--height", "128", "--subject", "a red fox", "--subject", "an old man with a hat",
             "--scene", "in a park", "--scene", "at the beach", "--scene", "in a kitchen"]
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ))
@@ -98,6 +118,8 @@ def test_the_cli_runs_the_workflows_method_with_two_subjects_and_automatic_words
     (["--anchors", "5"], "--anchors 5 but 4 scenes"),
     (["--width", "100"], "--width 100 must be a multiple of 8"),
     (["--steps", "0"], "--steps 0 must be at least 1"),
+    (["--width", "512"], "the story-world model draws 256x256 only"),
+    (["--tiny", "--ckpt", "x.safetensors"], "give --ckpt or --tiny, not both"),
     (["--ckpt", "no_such_model.safetensors"], "checkpoint not found: no_such_model.safetensors; looked in")])
 def test_bad_options_are_one_line_before_the_host_starts(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "-m", "consistory_run", "--out", str(tmp_path / "o"), *args], cwd=REPO,
@@ -108,7 +130,7 @@ def test_bad_options_are_one_line_before_the_host_starts(tmp_path, args, message
 
 def test_each_run_has_its_own_folder_and_the_hosts_start_up_noise_is_one_line(tmp_path):
     out = tmp_path / "story"
-    args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "2", "--width", "64",
+    args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "2", "--width", "64", "--tiny",
             "--height", "64", "--scene", "in a park", "--scene", "at the beach"]
     for _ in range(2):
         proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
