@@ -74,8 +74,9 @@ def parse(argv=None):
     p.add_argument("--sampler", default="ddim", help="a ComfyUI sampler name")
     p.add_argument("--scheduler", default="ddim_uniform", help="a ComfyUI scheduler name")
     p.add_argument("--dropout", type=float, default=0.5, help="SDSA dropout of other images' subject patches")
-    p.add_argument("--anchors", type=int, default=2,
-                   help="the paper's 2: the first 2 images are the anchors the others see; 0 = every image shares")
+    p.add_argument("--anchors", type=int, default=None,
+                   help="the first N images are the anchors the others see; 0 = every image shares "
+                        "(default: the paper's 2 with more than 2 scenes, else 0)")
     p.add_argument("--no-blend", dest="blend", action="store_false", help="without ConsiStory Query Blend")
     p.add_argument("--no-inject", dest="inject", action="store_false",
                    help="without ConsiStory Feature Injection (one pass)")
@@ -95,6 +96,8 @@ def parse(argv=None):
     a.cfg = a.cfg if a.cfg is not None else cfg
     a.negative = a.negative if a.negative is not None else negative
     problem = check(a)
+    if a.anchors is None:
+        a.anchors = 2 if len(a.scenes) > 2 else 0
     a.width, a.height = a.width or size, a.height or size
     if problem:
         p.error(problem)
@@ -107,7 +110,7 @@ def check(a) -> str | None:
         return f"{len(a.subjects)} --subject but {len(a.words)} --words: give one --words per --subject, or none"
     if not 0 <= a.dropout <= 1:
         return f"--dropout {a.dropout} is outside 0..1"
-    if a.anchors < 0 or a.anchors > len(a.scenes):
+    if a.anchors is not None and (a.anchors < 0 or a.anchors > len(a.scenes)):
         return f"--anchors {a.anchors} but {len(a.scenes)} scenes: use 0 (all share) up to the number of scenes"
     for name in ("width", "height"):
         value = getattr(a, name)

@@ -91,7 +91,7 @@ def test_help_lists_every_option_with_its_default():
                    "--height", "--steps", "--cfg", "--sampler", "--scheduler", "--dropout", "--anchors",
                    "--no-blend", "--no-inject", "--ckpt", "--tiny"):
         assert option in text, option
-    assert "(default: 2)" in text and "(default: ddim_uniform)" in text and "automatic, the head nouns" in text
+    assert "the paper's 2 with more than 2 scenes" in text and "(default: ddim_uniform)" in text and "automatic, the head nouns" in text
 
 
 def test_the_cli_runs_the_workflows_method_with_two_subjects_and_automatic_words(tmp_path):
@@ -142,3 +142,16 @@ def test_each_run_has_its_own_folder_and_the_hosts_start_up_noise_is_one_line(tm
     for noise in ("IMPORT FAILED", "Traceback", "Total VRAM", "No module named"):
         assert noise not in said, noise
     assert "ComfyUI is up on cpu" in proc.stdout
+
+
+def test_the_runner_is_a_command_that_works_from_any_folder(tmp_path):
+    """setup.sh installs the runner (pip install -e .): `consistory-run` and `python -m
+    consistory_run` work outside the repository; relative --out is the caller's folder."""
+    command = Path(sys.executable).parent / "consistory-run"
+    assert command.is_file(), "run scripts/setup.sh (pip install -e .) first"
+    for args in ([str(command)], [sys.executable, "-m", "consistory_run"]):
+        proc = subprocess.run(args + ["--out", "story", "--tiny", "--steps", "1", "--width", "64", "--height", "64",
+                                      "--scene", "in a park"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "story").iterdir()) == ["run_001", "run_002"]
+    assert (tmp_path / "story" / "run_002" / "01_in_a_park.png").is_file()
