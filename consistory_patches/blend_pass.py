@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..consistory_core.settings import BlendSettings
 from .passes import Pass, PassKind, args_pass, with_pass
 from .run_state import StoryRun
+from .windows import Window
 
 
 def schedule_percent(model_sampling, sigma: float) -> float:
@@ -25,23 +26,23 @@ def schedule_percent(model_sampling, sigma: float) -> float:
 class QueryBlendPass:
     def __init__(self, run: StoryRun, settings: BlendSettings, model_sampling):
         self.run, self.settings, self.sampling = run, settings, model_sampling
-        self.end_sigma = model_sampling.percent_to_sigma(settings.end_percent)
+        self.window = Window.of(0.0, settings.end_percent, model_sampling)
 
     def __deepcopy__(self, memo):
         return self
 
     def strength(self, sigma: float) -> float:
+        """Linear from the start strength at the schedule's start to the end strength at the
+        window's last step (the paper's linspace(0.9, 0.818, 6) at steps 0-5 of 50)."""
         s = self.settings
-        if s.end_percent <= 0:
-            return s.start_strength
-        p = min(schedule_percent(self.sampling, sigma) / s.end_percent, 1.0)
+        p = self.window.progress(sigma, self.run.position(), lambda x: schedule_percent(self.sampling, x))
         return s.start_strength + (s.end_strength - s.start_strength) * p
 
     def __call__(self, call, args):
         if not args_pass(args).is_sampler:
             return call(args)
         sigma = self.run.sync(args["timestep"])
-        if sigma < self.end_sigma or not self.run.sharing_at(sigma):
+        if not self.window.contains(sigma, self.run.position()) or not self.run.sharing_at(sigma):
             return call(args)
         queries = {}
         call(with_pass(args, Pass(PassKind.VANILLA, queries=queries)))

@@ -17,6 +17,7 @@ from .dift_capture import DiftCapture
 from .passes import Pass, PassKind, args_pass, pass_of, with_pass
 from .run_state import StoryRun
 from .values import CorrespondenceFeatures
+from .windows import Window
 
 INJECTION_DOWNSCALE = 2  # the high-resolution attention layers (latent/2)
 
@@ -25,10 +26,10 @@ class Injector:
     """The injection of one patched model: its settings and the current run's plan.
     features: from a first run (two passes), or None for one pass."""
 
-    def __init__(self, run: StoryRun, alpha: float, sigma_range: tuple,
+    def __init__(self, run: StoryRun, alpha: float, window: Window,
                  features: CorrespondenceFeatures | None = None):
         self.run, self.alpha, self.features = run, alpha, features
-        self.sigma_start, self.sigma_end = sigma_range
+        self.window = window
         self.fast_features = None  # (run index, features (N, C, h, w)) from the one-pass stage
         self._plan = None          # (run index, InjectionPlan)
 
@@ -36,7 +37,7 @@ class Injector:
         return self
 
     def active(self, sigma: float) -> bool:
-        return self.sigma_end <= sigma <= self.sigma_start and self.run.subject.images > 1
+        return self.run.subject.images > 1 and self.window.contains(sigma, self.run.position())
 
     def plan(self, grid):
         run = self.run

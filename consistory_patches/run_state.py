@@ -15,25 +15,40 @@ import logging
 import torch
 
 from ..consistory_core import StepClock, StepEvent, SubjectMaskTracker
+from ..consistory_core.schedule import schedule_step
 from ..consistory_core.settings import SharingSettings
 from .chunks import Chunks
 from .passes import pass_of
 from .values import StorySubject
+from .windows import Window
+
+
+def is_whole_schedule(sample_sigmas, model_sampling) -> bool:
+    """An n-step schedule that ends at 0 and starts in the first n-th of the model's noise
+    levels (ddim_uniform's first step is a little below the top), not the tail of one that a
+    KSamplerAdvanced split or a denoise below 1 samples."""
+    steps = len(sample_sigmas) - 1
+    if steps < 1 or float(sample_sigmas[-1]) != 0.0 or model_sampling is None:
+        return False
+    return float(sample_sigmas[0]) >= float(model_sampling.percent_to_sigma(1.0 / steps)) * (1 - 1e-4)
 
 
 class StoryRun:
     """subject: the story's prompts (anchors replayed from a bank first); share (N, N) bool:
     share[i, j] = image i sees image j's subject patches; replayed: how many leading images
     are anchors replayed from a bank rather than rows of the sampler's latent batch;
-    sigma_range: (sigma where sharing starts, sigma where it ends)."""
+    window: where sharing is on; model_sampling: the patched model's sampling (it tells a
+    whole schedule from a part of one)."""
 
     def __init__(self, subject: StorySubject, sharing: SharingSettings, share: torch.Tensor,
-                 sigma_range: tuple, replayed: int = 0):
+                 window: Window, replayed: int = 0, model_sampling=None):
         self.subject = subject
         self.sharing = sharing
         self.share = share
         self.replayed = replayed
-        self.sigma_start, self.sigma_end = sigma_range
+        self.window = window
+        self.model_sampling = model_sampling
+        self.schedule = None  # the whole schedule being sampled, where the host passes it
         self.clock = StepClock()
         self.runs = 0  # how many runs this model has started
         self._new_run_listeners: list = []
@@ -53,11 +68,26 @@ class StoryRun:
         self._new_run_listeners.append(reset)
 
     # -- steps -------------------------------------------------------------------------
+    def follow(self, sample_sigmas) -> None:
+        """The sampler's schedule for the coming call (None where the host does not pass it),
+        kept where it is a whole one (see ``is_whole_schedule``)."""
+        self.check_schedule(sample_sigmas)
+        whole = sample_sigmas is not None and is_whole_schedule(sample_sigmas, self.model_sampling)
+        self.schedule = sample_sigmas if whole else None
+
+    def position(self) -> tuple | None:
+        """(step, steps) of the current call in the whole schedule, or None where unknown."""
+        if self.schedule is None or self.clock.sigma is None:
+            return None
+        return self.clock.step, len(self.schedule) - 1
+
     def sync(self, sigmas) -> float:
         """Follow the schedule from the sigmas (B,) of a sampler's call; returns the sigma."""
         if sigmas is not self._sigmas_seen:
             self._sigmas_seen = sigmas
-            event = self.clock.observe(float(sigmas[0]))
+            sigma = float(sigmas[0])
+            step = schedule_step(self.schedule, sigma) if self.schedule is not None else None
+            event = self.clock.observe(sigma, step)
             if event is StepEvent.NEW_RUN:
                 self.runs += 1
                 self.tracker = self._new_tracker()
@@ -80,7 +110,7 @@ class StoryRun:
     def sharing_at(self, sigma: float) -> bool:
         """Shared attention is on: several images, masks from one step, inside the window."""
         return (self.subject.images > 1 and self.tracker.ready
-                and self.sigma_end <= sigma <= self.sigma_start)
+                and self.window.contains(sigma, self.position()))
 
     def check_schedule(self, sample_sigmas) -> None:
         """Warns once per schedule when it has one step: the masks come from the first step,

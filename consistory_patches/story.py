@@ -33,6 +33,7 @@ from .passes import PASS_KEY, SAMPLER_PASS, with_pass
 from .run_state import StoryRun
 from .shared_attention import SharedAttention
 from .values import StorySubject
+from .windows import Window
 
 STORY_KEY = "consistory_story"
 DIFT_TIMESTEP = 261  # of 1000: where the paper reads its DIFT features (§4.3)
@@ -88,7 +89,7 @@ def run_stages(call, args):
     story = options.get(STORY_KEY)
     if story is None or PASS_KEY in options:
         return call(args)
-    story.run.check_schedule(options.get("sample_sigmas"))
+    story.run.follow(options.get("sample_sigmas"))
     nested = reduce(lambda inner, stage: (lambda a, s=stage, i=inner: s(i, a)), reversed(story.stages()), call)
     return nested(with_pass(args, SAMPLER_PASS))
 
@@ -110,8 +111,8 @@ def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: t
                                f"{type(model.model).__name__} model, whose transformer the pack does not patch yet")
     m = model.clone()
     sampling = model_sampling(m)
-    run = StoryRun(subject, sharing, share, (sampling.percent_to_sigma(sharing.start_percent),
-                                             sampling.percent_to_sigma(sharing.end_percent)), replayed)
+    run = StoryRun(subject, sharing, share, Window.of(sharing.start_percent, sharing.end_percent, sampling),
+                   replayed, model_sampling=sampling)
     dift = DiftCapture(run, dift_block(diffusion_model), dift_sigma(sampling, DIFT_TIMESTEP))
     story = Story(run, MaskRecorder(run, diffusion_model), SharedAttention(run), dift, **parts)
     if sharing.anchors > 0 and replayed == 0:  # keep what ConsiStory Anchor Bank needs

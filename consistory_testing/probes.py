@@ -149,8 +149,33 @@ class Attn2ReplaceProbe(_ModelProbe):
         return (m,)
 
 
+class StepProbe(_ModelProbe):
+    """MODEL -> MODEL: an attn1 patch (it runs in every UNet pass, the pack's extra passes
+    too) that records, per self-attention call, (sigma, pass kind, injection on, step) into
+    ``calls``: the pass kind is the pack's "consistory_pass" option ("SAMPLER" where none);
+    injection on is asked of the one-pass injection stage of the model's story, if any; step
+    is the story's step clock."""
+    calls: list = []
+
+    def patch(self, model):
+        m = model.clone()
+
+        def record(q, k, v, extra):
+            passing = extra.get("consistory_pass")
+            sigma = float(extra["sigmas"][0])
+            story = extra.get("consistory_story")
+            one_pass = getattr(story, "one_pass", None)
+            StepProbe.calls.append((sigma, passing.kind.name if passing is not None else "SAMPLER",
+                                    bool(one_pass and one_pass.injector.active(sigma)),
+                                    story.run.clock.step if story is not None else None))
+            return q, k, v
+
+        m.set_model_attn1_patch(record)
+        return (m,)
+
+
 NODE_CLASS_MAPPINGS = {"ConsiStoryAttn1ReplaceProbe": Attn1ReplaceProbe,
                        "ConsiStoryAttn2ReplaceProbe": Attn2ReplaceProbe,
                        "ConsiStoryLatentCapture": LatentCapture, "ConsiStoryMaskCapture": MaskCapture,
                        "ConsiStoryImageCapture": ImageCapture,
-                       "ConsiStoryChunkRecorder": ChunkRecorder}
+                       "ConsiStoryChunkRecorder": ChunkRecorder, "ConsiStoryStepProbe": StepProbe}

@@ -7,6 +7,7 @@ from ..consistory_patches.dift_capture import dift_sigma
 from ..consistory_patches.host_api import model_sampling
 from ..consistory_patches.injection import Injector, OnePassFeatures
 from ..consistory_patches.story import story_of, with_parts
+from ..consistory_patches.windows import Window
 from .sockets import FEATURES_TYPE, REFINE
 
 
@@ -45,8 +46,7 @@ class FeatureInjection:
         if s.alpha == 0:
             return (model,)
         sampling = model_sampling(model)
-        injector = Injector(story.run, s.alpha, (sampling.percent_to_sigma(s.start_percent),
-                                                 sampling.percent_to_sigma(s.end_percent)), features)
+        injector = Injector(story.run, s.alpha, Window.of(s.start_percent, s.end_percent, sampling), features)
         one_pass = None
         if features is None:
             one_pass = OnePassFeatures(injector, story.dift, dift_sigma(sampling, s.dift_timestep), s.dift_noise_seed)

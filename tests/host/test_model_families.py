@@ -119,7 +119,8 @@ def test_windows_follow_the_schedule_of_the_sampling_node_in_front(host, node, i
     (patched,) = nodes["ConsiStorySDSA"]().patch(model, story, 0.5, 0, 0, 0.2, 0.6, "output (paper)")
     (blended,) = nodes["ConsiStoryQueryBlend"]().patch(patched, 0.9, 0.82, 0.1)
     run = pack_module(nodes, "consistory_patches.story").story_of(blended, "test")
-    assert (run.run.sigma_start, run.run.sigma_end) == (schedule.percent_to_sigma(0.2), schedule.percent_to_sigma(0.6))
-    assert run.blend.end_sigma == schedule.percent_to_sigma(0.1)
+    window = run.run.window
+    assert (window.sigma_start, window.sigma_end) == (schedule.percent_to_sigma(0.2), schedule.percent_to_sigma(0.6))
+    assert run.blend.window.sigma_end == schedule.percent_to_sigma(0.1)
     assert run.dift.dift_sigma == pytest.approx(float(schedule.percent_to_sigma(1 - 261 / 999)))
-    assert run.run.sigma_start != model.model.model_sampling.percent_to_sigma(0.2)  # the shared model's own schedule
+    assert window.sigma_start != model.model.model_sampling.percent_to_sigma(0.2)  # the shared model's own schedule

@@ -62,9 +62,10 @@ def test_the_run_checks_the_batch_against_the_story_inside_and_outside_the_wrapp
     run_state = runtime("consistory_patches.run_state")
     values = runtime("consistory_patches.values")
     settings = runtime("consistory_core.settings")
+    WHOLE = runtime("consistory_patches.windows").Window(0.0, 1.0, 10.0, 0.0)
     subject = values.StorySubject(prompts=("a", "b", "c", "d", "e"), subjects=(("x", ("x",)),),
                                   positions=(((1,),),) * 5, word_subject=(0,), token_length=77)
-    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(5, 5, dtype=torch.bool), (10, 0),
+    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(5, 5, dtype=torch.bool), WHOLE,
                              replayed=2)
     assert run.chunks(10, [1, 0]).anchors == 2            # inside: 2 anchors + 3 images per chunk
     assert run.chunks(6, [1, 0], outer=True).images == 3  # as the sampler calls: the 3 new images

@@ -14,6 +14,7 @@ run_state = runtime("consistory_patches.run_state")
 values = runtime("consistory_patches.values")
 settings = runtime("consistory_core.settings")
 bank_file = runtime("consistory_core.bank_file")
+WHOLE = runtime("consistory_patches.windows").Window(0.0, 1.0, 10.0, 0.0)  # sharing at every sigma 10..0
 
 
 class Sampling:
@@ -33,6 +34,9 @@ class SharingRun:
 
     def sharing_at(self, sigma):
         return sigma > 2
+
+    def position(self):  # as on the 2024 host: no schedule, sigma thresholds
+        return None
 
 
 def args_for(x, sigma, order, **c):
@@ -74,7 +78,7 @@ def test_query_blend_leaves_other_passes_alone():
 def test_a_vanilla_pass_keeps_its_queries_and_the_sampler_pass_blends_them():
     subject = values.StorySubject(prompts=("a", "b"), subjects=(("x", ("x",)),), positions=(((1,),),) * 2,
                                   word_subject=(0,), token_length=77)
-    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool), (10, 0))
+    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool), WHOLE)
     seen = []
     previous = lambda q, k, v, extra: seen.append(q) or q
     attention = shared_attention.SharedAttention(run)
@@ -129,7 +133,7 @@ def test_the_recorder_keeps_the_first_k_rows_of_every_chunk_once_per_sigma():
     subject = values.StorySubject(prompts=("a", "b", "c"), subjects=(("x", ("x",)),), positions=(((1,),),) * 3,
                                   word_subject=(0,), token_length=77)
     run = run_state.StoryRun(subject, settings.SharingSettings(anchors=2), torch.ones(3, 3, dtype=torch.bool),
-                             (10, 0))
+                             WHOLE)
     stage = anchor_record.AnchorRecorder(run, 2)
     x, context = torch.randn(6, 4, 2, 2), torch.randn(6, 77, 3)
     stage(logging_unet([]), args_for(x, 9.0, [1, 0], c_crossattn=context))
@@ -148,7 +152,7 @@ def test_dift_features_are_copies_that_a_later_in_place_patch_cannot_change():
     dift_capture = runtime("consistory_patches.dift_capture")
     subject = values.StorySubject(prompts=("a", "b"), subjects=(("x", ("x",)),), positions=(((1,),),) * 2,
                                   word_subject=(0,), token_length=77)
-    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool), (10, 0))
+    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool), WHOLE)
     capture = dift_capture.DiftCapture(run, dift_block=3, dift_sigma=1.0)
     extra = {"block": ("output", 3), "original_shape": [4, 4, 8, 8], "cond_or_uncond": [1, 0],
              "sigmas": torch.full((4,), 1.2)}

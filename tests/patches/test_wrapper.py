@@ -26,7 +26,7 @@ class Stage:
 class Run:
     """What the wrapper asks of the run state: a look at the schedule."""
 
-    def check_schedule(self, sample_sigmas):
+    def follow(self, sample_sigmas):
         pass
 
 
