@@ -49,6 +49,7 @@ class StoryRun:
         self.window = window
         self.model_sampling = model_sampling
         self.schedule = None  # the whole schedule being sampled, where the host passes it
+        self._restart = False
         self.clock = StepClock()
         self.runs = 0  # how many runs this model has started
         self._new_run_listeners: list = []
@@ -73,6 +74,8 @@ class StoryRun:
         kept where it is a whole one (see ``is_whole_schedule``)."""
         self.check_schedule(sample_sigmas)
         whole = sample_sigmas is not None and is_whole_schedule(sample_sigmas, self.model_sampling)
+        if whole and sample_sigmas is not self.schedule:
+            self._restart = True  # a new sampling from the top, whatever sigma the last one stopped at
         self.schedule = sample_sigmas if whole else None
 
     def position(self) -> tuple | None:
@@ -87,6 +90,9 @@ class StoryRun:
             self._sigmas_seen = sigmas
             sigma = float(sigmas[0])
             step = schedule_step(self.schedule, sigma) if self.schedule is not None else None
+            if self._restart:
+                self._restart = False
+                self.clock = StepClock()
             event = self.clock.observe(sigma, step)
             if event is StepEvent.NEW_RUN:
                 self.runs += 1
