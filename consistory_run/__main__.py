@@ -231,10 +231,21 @@ def main(argv=None) -> int:
     print(f"[2/3] sampling {len(scenes)} images{' (and plainly)' if plain else ''}, {width}x{height}, {steps} "
           f"steps ({a.sampler}/{a.scheduler}, cfg {a.cfg}) ...", flush=True)
     start = time.perf_counter()
+    from .estimate import StepEstimate
+    from .quiet import node_errors_once
+    import comfy.utils
+    on_cpu = str(comfy.model_management.get_torch_device()) == "cpu"
+    if a.model == "ckpt" and on_cpu and width * height * steps >= 1024 * 1024 * 20:
+        print(f"      note: a full-size checkpoint at {width}x{height} with {steps} steps on the CPU takes a long "
+              "time (minutes per step); an estimate follows the second step", flush=True)
+    comfy.utils.set_progress_bar_global_hook(StepEstimate(
+        more_steps=steps if plain else 0,
+        hint=" (on the CPU: a GPU, or --width 512 --height 512 --steps 20, is much faster)" if on_cpu else ""))
     try:
-        host.run(graph)
-        if plain:
-            host.run(plain_graph(scenes, settings))
+        with node_errors_once():
+            host.run(graph)
+            if plain:
+                host.run(plain_graph(scenes, settings))
     except GraphError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ level (the host writes through print, logging handlers and C libraries) and summ
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -52,3 +53,23 @@ def host_output_summary(text: str, device: str) -> str:
         line += (f"; {len(failed)} optional ComfyUI node file(s) did not load ({', '.join(failed)}: "
                  f"missing {', '.join(missing) or 'packages'}), none of which this run uses")
     return line
+
+
+class NodeErrorLog(logging.Filter):
+    """Drops the host's log of a failing node ("!!! Exception during processing !!!" and its
+    traceback): the runner prints the node's message once, as one ``error:`` line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(("!!! Exception during processing", "Traceback (most recent call last)"))
+
+
+@contextlib.contextmanager
+def node_errors_once():
+    """While a graph runs, the host's own log of a node error is left out."""
+    root, log_filter = logging.getLogger(), NodeErrorLog()
+    root.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        root.removeFilter(log_filter)

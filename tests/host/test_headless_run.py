@@ -79,6 +79,7 @@ def test_a_checkpoint_path_inside_the_repository_fails_fast_with_one_line(tmp_pa
     assert time.monotonic() - start < 120
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "CheckpointLoaderSimple" in errors[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Exception during processing" not in proc.stderr  # said once
     assert not list(out.rglob("comfyui-consistory")) and not (out / ".custom_nodes").exists()
 
 
