@@ -113,6 +113,46 @@ def controlnet() -> tuple[dict, dict, list]:
     return g, titles, groups
 
 
+_SDXL = (f"Load Checkpoint: an SDXL checkpoint ({CHECKPOINT} or any SDXL fine-tune) from "
+         "ComfyUI/models/checkpoints.")
+_STORY = ("Edit in Story Prompts: the subject (one line), its words (empty: its nouns) and one scene per "
+          "line; each scene is one image (the latent's batch size follows). Keep 3 or more scenes: the "
+          "first 2 are the anchors the others copy the subject from.")
+_OUT = "Queue: the images and the subject-mask overlays go to ComfyUI/output."
+NOTES = {
+    "consistory_story": "\n".join([
+        "ConsiStory story (fast): SDSA + Query Blend + one-pass Feature Injection.", "", _SDXL, _STORY, _OUT]),
+    "consistory_story_paper": "\n".join([
+        "ConsiStory story with the paper's settings: FreeU, an empty negative as zeros, and exact two-pass "
+        "injection (pass 1 collects DIFT features, pass 2 with the same seed injects: about twice the time of "
+        "consistory_story).", "", _SDXL, _STORY, _OUT]),
+    "consistory_multi_subject": "\n".join([
+        "Two subjects in every image.", "", _SDXL,
+        "Edit in Story Prompts: one subject per line, and one line of subject words per subject (same order); "
+        "one scene per line.", _OUT]),
+    "consistory_controlnet": "\n".join([
+        "ConsiStory beside a stock ControlNet (depth).", "", _SDXL,
+        f"ControlNet loader: an SDXL depth ControlNet ({CONTROLNET}) from ComfyUI/models/controlnet.",
+        f"Load Image: a depth map in ComfyUI/input; a sample ships with the pack: copy workflows/{DEPTH_IMAGE} "
+        "there (or pick your own).", _STORY, _OUT]),
+    "consistory_make_subject": "\n".join([
+        "Make a subject to reuse: 2 anchor scenes, saved as a bank file.", "", _SDXL,
+        "Edit in Story Prompts: the subject, its words and the 2 anchor scenes.",
+        "Queue: the bank goes to ComfyUI/output/consistory_banks/ (old_man_00001.safetensors); then open "
+        "consistory_reuse_subject."]),
+    "consistory_reuse_subject": "\n".join([
+        "Reuse a saved subject for new scenes (any number, any time later).", "", _SDXL,
+        "Load Anchor Bank: the bank saved by consistory_make_subject (output/old_man_00001.safetensors), or a file in "
+        "ComfyUI/models/consistory_banks.",
+        "Edit in Story Prompts: the same subject words as the bank, and the new scenes. Keep the bank's "
+        "checkpoint, size, sampler, scheduler and steps (Use Anchors names any difference). Bank Latent sets "
+        "the size and each new image's noise.", _OUT]),
+    "consistory_story_sd15": "\n".join([
+        "ConsiStory on SD 1.5 (512 px): the same nodes as for SDXL.", "",
+        f"Load Checkpoint: an SD 1.5 checkpoint ({SD15_CHECKPOINT} or a fine-tune) from "
+        "ComfyUI/models/checkpoints.", _STORY, _OUT]),
+}
+
 WORKFLOWS = {"consistory_story": story, "consistory_multi_subject": multi_subject,
              "consistory_controlnet": controlnet, "consistory_story_paper": story_paper,
              "consistory_make_subject": make_subject, "consistory_reuse_subject": reuse_subject,

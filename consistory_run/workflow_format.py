@@ -49,14 +49,14 @@ def _height(node_class) -> int:
     return 60 + 26 * lines + 90 * tall
 
 
-def _layout(order: list, depth: dict, heights: dict, groups) -> dict:
+def _layout(order: list, depth: dict, heights: dict, groups, top: int = MARGIN) -> dict:
     """key -> [x, y]. Each group gets its own band of rows, top to bottom in the groups' order
     (nodes in columns by data-flow depth inside it), so no group's rectangle overlaps
     another's and the graph reads top down; nodes in no group follow in a band of their own."""
     blocks = [list(keys) for _, keys in groups]
     grouped = {k for keys in blocks for k in keys}
     rest = [k for k in order if k not in grouped]
-    pos, y = {}, MARGIN
+    pos, y = {}, top
     for keys in blocks + ([rest] if rest else []):
         keys = sorted(keys, key=order.index)
         first = min(depth[k] for k in keys)
@@ -69,17 +69,36 @@ def _layout(order: list, depth: dict, heights: dict, groups) -> dict:
     return pos
 
 
-def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=()) -> tuple[dict, dict]:
+NOTE_LINE, NOTE_CHAR = 18, 7.5  # a Note node (the frontend's own, no backend class): line height, char width
+
+
+def note_size(text: str, width: int) -> list:
+    """[width, height] of a Note that shows ``text`` without scrolling."""
+    per_line = int((width - 30) / NOTE_CHAR)
+    lines = sum(1 + len(line) // per_line for line in text.splitlines())
+    return [width, 50 + NOTE_LINE * lines]
+
+
+def note_node(node_id: int, text: str, size: list, order: int) -> dict:
+    """The Read me note above the groups: what to load where and what to edit."""
+    return {"id": node_id, "type": "Note", "pos": [MARGIN - 20, MARGIN], "size": size,
+            "flags": {}, "order": order, "mode": 0, "inputs": [], "outputs": [], "title": "Read me",
+            "properties": {}, "widgets_values": [text], "color": "#432", "bgcolor": "#653"}
+
+
+def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=(), note: str = "") -> tuple[dict, dict]:
     """(UI workflow, API twin keyed by the UI node ids) of an API graph with named keys.
 
-    classes: node type -> class; titles: api key -> node title; groups: (title, [api keys]).
+    classes: node type -> class; titles: api key -> node title; groups: (title, [api keys]);
+    note: the text of a Note node beside the groups (the API twin has no Note: it is UI only).
     """
     titles = titles or {}
     depth = _depths(api)
     order = sorted(api, key=lambda k: (depth[k], list(api).index(k)))
     ids = {key: i + 1 for i, key in enumerate(order)}
     heights = {key: _height(classes[api[key]["class_type"]]) for key in order}
-    pos = _layout(order, depth, heights, groups)
+    note_box = note_size(note, 2 * COLUMN - 60) if note else None
+    pos = _layout(order, depth, heights, groups, MARGIN + note_box[1] + GROUP_GAP if note else MARGIN)
 
     links, outputs_links = [], {}
     nodes = []
@@ -131,6 +150,8 @@ def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=()) -
         ui_groups.append({"title": title, "bounding": [min(xs) - 20, min(ys) - GROUP_TITLE,
                                                        max(xs) - min(xs) + COLUMN - 20, bottom - min(ys) + GROUP_TITLE + 20],
                           "color": "#3f789e", "font_size": 22, "flags": {}})
+    if note:
+        nodes.append(note_node(len(nodes) + 1, note, note_box, len(nodes)))
     workflow = {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
                 "groups": ui_groups, "config": {}, "extra": {}, "version": 0.4}
     twin = {str(ids[k]): {"class_type": api[k]["class_type"],

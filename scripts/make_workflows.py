@@ -16,12 +16,12 @@ sys.path.append(str(REPO))
 
 def render(host) -> dict:
     """name -> (ui json text, api json text)."""
-    from consistory_run.example_workflows import WORKFLOWS
+    from consistory_run.example_workflows import NOTES, WORKFLOWS
     from consistory_run.workflow_format import api_to_ui
     out = {}
     for name, build in WORKFLOWS.items():
         graph, titles, groups = build()
-        ui, api = api_to_ui(graph, host.nodes.NODE_CLASS_MAPPINGS, titles, groups)
+        ui, api = api_to_ui(graph, host.nodes.NODE_CLASS_MAPPINGS, titles, groups, NOTES[name])
         out[name] = (json.dumps(ui, indent=1) + "\n", json.dumps(api, indent=1) + "\n")
     return out
 

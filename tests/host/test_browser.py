@@ -29,7 +29,7 @@ def page(tmp_path_factory):
         options.binary_location = chromium
         for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--no-first-run", "--disable-quic", "--window-size=1260,1400",
+                    "--no-first-run", "--disable-quic", "--window-size=1260,1600",
                     f"--user-data-dir={base / 'chromium'}"):
             options.add_argument(arg)
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
@@ -110,6 +110,12 @@ def test_screenshot_of_the_story_graph(page, tmp_path):
     workflow = json.loads((REPO / "workflows" / "consistory_story.json").read_text())
     driver.execute_async_script(LOAD, workflow)
     driver.execute_script("""
+      // today's frontend announces its news in a banner over the top bar: hide the banner only
+      const texts = [...document.querySelectorAll("*")].filter(el => /^Introducing/.test((el.textContent || "").trim()));
+      let banner = texts[texts.length - 1];
+      while (banner && banner.parentElement &&
+             (banner.parentElement.textContent || "").trim().length < 160) banner = banner.parentElement;
+      if (banner) banner.style.display = "none";
       const ds = app.canvas.ds; ds.scale = 0.6; ds.offset = [115, 175];
       app.canvas.setDirty(true, true); app.canvas.draw(true, true);""")
     time.sleep(1)

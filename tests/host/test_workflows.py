@@ -97,6 +97,9 @@ def ui_problems(workflow, classes):
         if link_id not in nodes[src]["outputs"][src_slot]["links"]:
             problems.append(f"link {link_id} is missing from its source's outputs")
     for node in workflow["nodes"]:
+        if node["type"] == "Note":  # the frontend's own node: text only
+            problems += [] if isinstance(node["widgets_values"][0], str) else [f"node {node['id']}: Note without text"]
+            continue
         cls = classes.get(node["type"])
         if cls is None:
             problems.append(f"node {node['id']}: unknown type {node['type']}")
@@ -173,4 +176,23 @@ def test_no_group_overlaps_another_and_every_node_sits_in_its_group(name):
             assert not (ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah), (title_a, title_b)
     for node in workflow["nodes"]:
         corners = [node["pos"], [node["pos"][0] + node["size"][0], node["pos"][1] + node["size"][1]]]
+        if node["type"] == "Note":  # beside the groups, overlapping none
+            x, y = node["pos"]
+            w, h = node["size"]
+            assert not any(x < bx + bw and bx < x + w and y < by + bh and by < y + h for _, (bx, by, bw, bh) in groups)
+            continue
         assert sum(all(inside(c, box) for c in corners) for _, box in groups) == 1, node["type"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_workflow_has_a_note_saying_what_to_load_where_and_what_to_edit(name):
+    workflow = load(name)
+    notes = [n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "Note"]
+    assert len(notes) == 1
+    loaders = {n["type"]: n["widgets_values"][0] for n in workflow["nodes"]
+               if n["type"] in ("CheckpointLoaderSimple", "ControlNetLoader", "LoadImage", "ConsiStoryLoadAnchorBank")}
+    for kind, value in loaders.items():  # each file the graph loads is named in the note, with its folder
+        assert value.split("/")[-1].split("_0")[0] in notes[0], (kind, value)
+    assert "ComfyUI/models/checkpoints" in notes[0] and "Edit" in notes[0]
+    if "LoadImage" in loaders:
+        assert (REPO / "workflows" / loaders["LoadImage"]).is_file()  # the sample depth image ships
