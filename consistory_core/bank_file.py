@@ -2,11 +2,17 @@
 
 New images attend to [self ; anchors]. Instead of the anchors' keys and values per layer
 and step (gigabytes at 1024²), a bank keeps what recomputes them exactly: the anchors'
-UNet input latents at every sigma of the schedule and their conditioning. Reuse runs the
-anchors' rows again beside the new images in the same UNet calls, so the anchors' keys,
-values, masks and correspondence features are what they were when the bank was made.
-For 2 anchors at 1024² and 50 steps that is 50 x 2 x 4 x 128 x 128 fp32 = 26 MB of
-latents plus about 3 MB of conditioning.
+UNet input latents at every model evaluation of the sampler, in the order it made them,
+and their conditioning. Reuse runs the anchors' rows again beside the new images in the
+same UNet calls, so the anchors' keys, values, masks and correspondence features are what
+they were when the bank was made. For 2 anchors at 1024² and 50 one-evaluation steps that
+is 50 x 2 x 4 x 128 x 128 fp32 = 26 MB of latents plus about 3 MB of conditioning (twice
+the latents for samplers that evaluate twice per step, such as heun).
+
+Format 2 keeps one entry per evaluation (a sampler may evaluate twice at one sigma with
+other inputs: heun's correction, then the next step). Format 1 kept one entry per sigma,
+descending: that is the evaluation order of every one-evaluation sampler, so format-1
+files read as format 2 unchanged.
 
 The file is a .safetensors file. Its metadata holds ``format``, ``version`` and ``info``
 (the JSON of a ``BankDescription``), plus a summary for people and file browsers
@@ -23,7 +29,7 @@ import torch
 from .settings import MaskSettings, SettingsError, SharingSettings, check_version
 
 FORMAT = "consistory-anchor-bank"
-VERSION = 1  # format 1: written since the first release of the pack
+VERSION = 2  # 1: one entry per sigma (the first release); 2: one entry per model evaluation
 
 
 class BankError(ValueError):
@@ -85,8 +91,9 @@ class BankDescription:
 
 @dataclass
 class AnchorBank:
-    """sigmas (S,) float64, descending: every sigma the UNet was called at;
-    inputs (S, k, C, h, w): the anchors' UNet input latents at those sigmas;
+    """sigmas (E,) float64: the sigma of each model evaluation of the sampler, in its order
+    (falling; a sigma repeats where the sampler evaluated twice at it);
+    inputs (E, k, C, h, w): the anchors' UNet input latents of those evaluations;
     conditioning: chunk ("cond" / "uncond") -> {"context": (k, L, D), "y": (k, A)};
     description: what the anchors are and how they were made."""
     sigmas: torch.Tensor
@@ -102,21 +109,21 @@ class AnchorBank:
     def latent_hw(self) -> tuple:
         return tuple(self.inputs.shape[-2:])
 
-    def input_at(self, sigma: float) -> torch.Tensor:
-        """The anchors' input latents (k, C, h, w) at ``sigma``; BankError off the schedule."""
-        return self.inputs[self.index_of(sigma)]
+    def is_at(self, index: int, sigma: float) -> bool:
+        """Whether evaluation ``index`` of the bank was at ``sigma``."""
+        return 0 <= index < len(self.sigmas) and \
+            abs(float(self.sigmas[index]) - sigma) <= 1e-5 * max(1.0, abs(sigma))
 
-    def index_of(self, sigma: float) -> int:
-        """Which of the bank's sigmas ``sigma`` is; BankError when it is none of them."""
-        diff = (self.sigmas - sigma).abs()
-        i = int(diff.argmin())
-        if diff[i] > 1e-5 * max(1.0, abs(sigma)):
-            raise BankError(
-                f"the sampler asks for sigma {sigma:.6g}, which is not on the schedule the bank was "
-                f"made with ({self.description.schedule or '?'}: {len(self.sigmas)} sigmas from "
-                f"{float(self.sigmas[0]):.6g} to {float(self.sigmas[-1]):.6g}); use the same sampler, "
-                "scheduler, steps and denoise")
-        return i
+    def mismatch(self, index: int, sigma: float) -> BankError:
+        """The error for a sampler whose evaluation ``index`` is at ``sigma`` where the bank's is not."""
+        if index >= len(self.sigmas):
+            where = f"the bank has only {len(self.sigmas)}"
+        else:
+            where = f"the bank's is at sigma {float(self.sigmas[index]):.6g}"
+        return BankError(
+            f"the sampler's model evaluation {index + 1} is at sigma {sigma:.6g}; {where}: the bank was made "
+            f"with another sampler or schedule ({self.description.schedule or '?'}); use the bank's sampler, "
+            "scheduler, steps and denoise")
 
     def check_model(self, model_family: str, context_dim: int) -> None:
         want = (self.description.model_family, self.description.context_dim)

@@ -1,8 +1,9 @@
 """Recording the anchors of a run for a bank (§4.4), as a wrapper stage.
 
 On the sampler's own calls the first k images of the batch are the anchors: their UNet
-input latents at every sigma and their conditioning per chunk are kept, and
-``bank()`` packs them, with the story and settings, as an AnchorBank.
+input latents at every model evaluation (a new sigma, or new inputs at the same sigma, as
+heun's correction makes) and their conditioning per chunk are kept, and ``bank()`` packs
+them, with the story and settings, as an AnchorBank.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class AnchorRecorder:
         return self
 
     def _reset(self) -> None:
-        self.inputs: dict = {}        # sigma -> anchors' input latents (k, C, h, w)
+        self.sigmas: list = []        # per model evaluation, in the sampler's order
+        self.inputs: list = []        # anchors' input latents (k, C, h, w) per evaluation
         self.conditioning: dict = {}  # "cond"/"uncond" -> {"c_crossattn": (k, L, D), "y": (k, A)}
 
     def __call__(self, call, args):
@@ -32,8 +34,11 @@ class AnchorRecorder:
             sigma = self.run.sync(args["timestep"])
             x = args["input"]
             chunks = Chunks.of(x.shape[0], args["cond_or_uncond"])
-            if sigma not in self.inputs:
-                self.inputs[sigma] = x[:self.anchors].detach().clone()
+            anchors = x[:self.anchors]
+            same = self.sigmas and self.sigmas[-1] == sigma and torch.equal(self.inputs[-1], anchors.to(self.inputs[-1]))
+            if not same:  # cond and uncond in separate calls are one evaluation: same sigma, same inputs
+                self.sigmas.append(sigma)
+                self.inputs.append(anchors.detach().clone())
             for c, kind in enumerate(chunks.order):
                 name = CHUNK_NAMES.get(kind)
                 if name and name not in self.conditioning:
@@ -46,13 +51,14 @@ class AnchorRecorder:
         """The anchors of the last run; ``facts``: model_family and context_dim of the model."""
         if not self.inputs or "cond" not in self.conditioning:
             raise ValueError("nothing recorded; connect the output of a sampler that used this model")
-        sigmas = sorted(self.inputs, reverse=True)
-        subject, k = self.run.subject, self.anchors
+        sigmas, subject, k = self.sigmas, self.run.subject, self.anchors
+        steps = len(set(sigmas))
         description = BankDescription(
             prompts=subject.prompts[:k], subjects=subject.subjects, positions=subject.positions[:k],
             word_subject=subject.word_subject, token_length=subject.token_length, sharing=self.run.sharing,
-            schedule=f"{len(sigmas)} model calls from sigma {sigmas[0]:.6g} to {sigmas[-1]:.6g}", **facts)
+            schedule=f"{len(sigmas)} model evaluations at {steps} sigmas from {sigmas[0]:.6g} to {sigmas[-1]:.6g}",
+            **facts)
         conditioning = {name: {"context": c["c_crossattn"].cpu(), **({"y": c["y"].cpu()} if "y" in c else {})}
                         for name, c in self.conditioning.items()}
-        return AnchorBank(torch.tensor(sigmas, dtype=torch.float64),
-                          torch.stack([self.inputs[s].cpu() for s in sigmas]), conditioning, description)
+        return AnchorBank(torch.tensor(sigmas, dtype=torch.float64), torch.stack([t.cpu() for t in self.inputs]),
+                          conditioning, description)

@@ -55,21 +55,26 @@ class AnchorReplay:
     def __init__(self, bank: AnchorBank):
         self.bank = bank
         self.last_x0 = None  # the anchors' latest denoised prediction (cond chunk), for DIFT passes
-        self._index = None   # index in bank.sigmas of the sampler's last call
+        self._index = None   # the bank's evaluation the sampler is at
+        self._seen = None    # (sigma, first new image's input) of that evaluation
 
-    def follow_schedule(self, sigma: float) -> int:
-        """The bank's index of the sampler's sigma. A run must walk the bank's sigmas in order
-        from the first: every sigma of a 4-step schedule is also on the 8-step one, so being
-        on the schedule is not enough to tell that the sampler is the bank's."""
-        i = self.bank.index_of(sigma)
-        expected = {0} if self._index is None else {0, self._index, self._index + 1}
-        if i not in expected:
-            want = float(self.bank.sigmas[0 if self._index is None else min(self._index + 1, len(self.bank.sigmas) - 1)])
-            raise BankError(f"the sampler's next sigma is {sigma:.6g} where the bank's schedule has {want:.6g}: the "
-                            f"bank was made with another schedule ({self.bank.description.schedule}); use the bank's "
-                            "sampler, scheduler, steps and denoise")
-        self._index = i
-        return i
+    def follow_evaluations(self, sigma: float, new_input: torch.Tensor) -> int:
+        """The bank's evaluation of this call. The sampler must make the bank's evaluations in
+        the bank's order from the first: a call at the current evaluation's sigma with the
+        same inputs is that evaluation again (cond and uncond in separate calls, a vanilla
+        pass); anything else is the next one, which must be at the bank's next sigma; a
+        rise to the bank's first sigma starts a new run. Being on the schedule is not enough:
+        every sigma of a 4-step schedule is on the 8-step one, and heun evaluates twice where
+        euler evaluates once."""
+        seen = self._seen
+        if seen is not None and seen[0] == sigma and torch.equal(seen[1], new_input.to(seen[1])):
+            return self._index
+        restart = seen is None or sigma > seen[0]
+        index = 0 if restart else self._index + 1
+        if not self.bank.is_at(index, sigma):
+            raise self.bank.mismatch(index, sigma)
+        self._index, self._seen = index, (sigma, new_input.detach().clone())
+        return index
 
     def __deepcopy__(self, memo):
         return self
@@ -84,7 +89,7 @@ class AnchorReplay:
             anchors_x = self.last_x0 + sigma * image_noise(p.noise_seed, tuple(x.shape[1:]), k).to(x)
         else:
             bank.check_latent(tuple(x.shape[1:]))
-            anchors_x = bank.inputs[self.follow_schedule(float(args["timestep"][0]))].to(x)
+            anchors_x = bank.inputs[self.follow_evaluations(float(args["timestep"][0]), x[:1])].to(x)
         conds = [self._conditioning(kind) for kind in outer.order]
         c = dict(args["c"])
         for key, value in c.items():

@@ -34,16 +34,17 @@ def test_metadata_states_format_version_family_size_words_and_token_counts(tmp_p
     with safe_open(str(tmp_path / "b.safetensors"), framework="pt") as f:
         meta = f.metadata()
     assert (meta["format"], meta["version"], meta["model_family"], meta["latent_size"], meta["anchors"]) == \
-        ("consistory-anchor-bank", "1", "SDXL", "6x8", "2")
+        ("consistory-anchor-bank", "2", "SDXL", "6x8", "2")
     assert json.loads(meta["subject_words"]) == [["a cat", ["cat"]]] and json.loads(meta["token_counts"]) == [77, 77]
 
 
-def test_input_at_finds_each_sigma_and_refuses_one_off_the_schedule():
+def test_evaluations_are_matched_by_position_and_sigma_and_a_mismatch_names_both():
     b = bank()
     for i, s in enumerate(b.sigmas.tolist()):
-        assert torch.equal(b.input_at(s), b.inputs[i])
-    with pytest.raises(BankError, match="not on the schedule the bank was made with"):
-        b.input_at(5.0)
+        assert b.is_at(i, s) and not b.is_at(i, s + 0.5)
+    assert not b.is_at(len(b.sigmas), float(b.sigmas[-1]))
+    assert "model evaluation 2 is at sigma 5; the bank's is at sigma" in str(b.mismatch(1, 5.0))
+    assert f"the bank has only {len(b.sigmas)}" in str(b.mismatch(len(b.sigmas), 0.1))
 
 
 def test_checks_name_what_differs():
@@ -71,7 +72,7 @@ def test_saving_over_a_larger_file_leaves_a_readable_bank(tmp_path):
     ("truncated", "cannot be read as a .safetensors file"),
     ("empty", "cannot be read as a .safetensors file"),
     ("other safetensors", "is not a ConsiStory anchor bank"),
-    ("newer version", "format version 9 bank; this version of comfyui-consistory reads format versions up to 1"),
+    ("newer version", "format version 9 bank; this version of comfyui-consistory reads format versions up to 2"),
     ("missing tensor", "incomplete anchor bank"),
 ])
 def test_broken_files_are_refused_clearly(tmp_path, damage, match):

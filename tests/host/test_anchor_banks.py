@@ -47,6 +47,31 @@ def test_reuse_in_a_fresh_process_equals_one_batch(host, latents, outputs, new, 
     assert not torch.allclose(latents["story"][2:], in_batch)
 
 
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m", "uni_pc", "ddim"])
+def test_reuse_equals_one_batch_for_every_deterministic_sampler(host, latents, outputs, sampler):
+    """heun evaluates twice at one sigma with other inputs (its correction, then the next step),
+    uni_pc and dpmpp_2m keep a history of earlier evaluations: the bank keeps one entry per
+    model evaluation, in the sampler's order."""
+    kw = dict(steps=6, sampler=sampler)
+    host.run(story_graph(ANCHORS + NEW[:1], anchors=2, **kw))
+    in_batch = latents["story"][2:]
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix=sampler, **kw))
+    host.run(reuse_subject_graph(NEW[:1], f"output/{sampler}_00001.safetensors", anchors=2, **kw))
+    torch.testing.assert_close(latents["story"], in_batch, rtol=1e-4, atol=1e-4 * in_batch.abs().amax().item())
+
+
+def test_a_bank_refuses_a_sampler_that_evaluates_otherwise(host, latents, outputs):
+    """euler and heun walk the same sigmas; heun evaluates twice per step: a heun bank reused
+    with euler (and the other way round) is refused, naming the evaluation that differs."""
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="heun", steps=STEPS, sampler="heun"))
+    _reuse_error(host, reuse_subject_graph(NEW[:1], "output/heun_00001.safetensors", steps=STEPS, sampler="euler"),
+                 r"model evaluation 3 is at sigma .*; the bank's is at sigma .*another sampler or schedule "
+                 r"\(15 model evaluations at 8 sigmas")
+    _bank(host, outputs, prefix="euler")
+    _reuse_error(host, reuse_subject_graph(NEW[:1], "output/euler_00001.safetensors", steps=STEPS, sampler="heun"),
+                 r"model evaluation 3 is at sigma .*; the bank's is at sigma .*another sampler or schedule")
+
+
 def test_banks_round_trip_through_files_with_their_metadata(host, latents, outputs):
     from safetensors import safe_open
     host.run(make_subject_graph(ANCHORS, anchors=2, prefix="round", steps=STEPS))
@@ -54,11 +79,11 @@ def test_banks_round_trip_through_files_with_their_metadata(host, latents, outpu
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         inputs = f.get_tensor("inputs")
-    assert meta["format"] == "consistory-anchor-bank" and meta["version"] == "1"
+    assert meta["format"] == "consistory-anchor-bank" and meta["version"] == "2"
     assert meta["model_family"] == "SDXL" and meta["latent_size"] == "12x16" and meta["anchors"] == "2"
     assert json.loads(meta["subject_words"]) == [["an old man with a hat", ["man", "hat"]]]
     assert json.loads(meta["token_counts"]) == [77, 77]
-    assert inputs.shape == (STEPS, 2, 4, 12, 16)  # euler: one model call per step
+    assert inputs.shape == (STEPS, 2, 4, 12, 16)  # euler: one model evaluation per step
     host.run(make_subject_graph(ANCHORS, anchors=2, prefix="round", steps=STEPS))
     assert (outputs / "consistory_banks" / "round_00002.safetensors").is_file()
 
@@ -81,7 +106,9 @@ def test_a_bank_refuses_another_size_schedule_or_words(host, latents, outputs):
     other_size["latent"] = {"class_type": "EmptyLatentImage",   # latent of the user's own may not
                             "inputs": {"width": 64, "height": 64, "batch_size": 1}}
     _reuse_error(host, other_size, r"bank was made at 128x96 px.*this run is 64x64 px")
-    _reuse_error(host, reuse_subject_graph(NEW[:1], name, steps=STEPS + 2), r"not on the schedule the bank was made with")
+    _reuse_error(host, reuse_subject_graph(NEW[:1], name, steps=STEPS + 2),
+                 r"model evaluation 2 is at sigma .*; the bank's is at sigma .*: the bank was made with another "
+                 r"sampler or schedule")
     _reuse_error(host, reuse_subject_graph(NEW[:1], name, steps=STEPS, words="man"),
                  r"bank's subject words are \[\['man', 'hat'\]\].*\[\['man'\]\]")
 
@@ -129,8 +156,8 @@ def test_a_bank_refuses_a_shorter_schedule_whose_sigmas_are_all_on_its_own(host,
     host.run(make_subject_graph(ANCHORS, anchors=2, prefix="eight", steps=STEPS, scheduler="simple"))
     _reuse_error(host, reuse_subject_graph(NEW[:1], "output/eight_00001.safetensors", steps=STEPS // 2,
                                            scheduler="simple"),
-                 r"the sampler's next sigma is .* where the bank's schedule has .*: the bank was made with another "
-                 r"schedule \(8 model calls")
+                 r"model evaluation 2 is at sigma .*; the bank's is at sigma .*: the bank was made with another "
+                 r"sampler or schedule \(8 model evaluations at 8 sigmas")
 
 
 def test_use_anchors_refuses_a_model_already_patched_by_sdsa(host, latents, outputs):

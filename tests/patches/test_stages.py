@@ -122,14 +122,32 @@ def test_replay_puts_the_banks_anchors_in_front_of_each_chunk_and_drops_them_aft
     assert torch.equal(seen["c"]["c_crossattn"][5:7], bank.conditioning["cond"]["context"].repeat(1, 2, 1))
     assert torch.equal(seen["c"]["y"][7:], y[3:])
     assert torch.equal(stage.last_x0, bank.inputs[1] * 2)  # the cond chunk's anchors, for a DIFT pass
-    with pytest.raises(bank_file.BankError, match="the sampler's next sigma is 1 where the bank's schedule has 5"):
+    with pytest.raises(bank_file.BankError, match="model evaluation 2 is at sigma 1; the bank's is at sigma 5"):
         stage(logging_unet(log), args_for(x, 1.0, [1, 0], c_crossattn=context, y=y))  # fine: the next sigma
         stage(logging_unet(log), args_for(x, 9.0, [1, 0], c_crossattn=context, y=y))  # a new run from the top
         stage(logging_unet(log), args_for(x, 1.0, [1, 0], c_crossattn=context, y=y))  # skips 5.0
 
 
 
-def test_the_recorder_keeps_the_first_k_rows_of_every_chunk_once_per_sigma():
+def test_replay_follows_two_evaluations_at_one_sigma_by_their_inputs():
+    """A heun-like bank (9, 5, 5, 1): the correction at 5 and the next step at 5 have other
+    inputs; a second call with the same inputs (the other CFG chunk) is the same evaluation."""
+    bank = small_bank()
+    bank = bank_file.AnchorBank(torch.tensor([9.0, 5.0, 5.0, 1.0], dtype=torch.float64),
+                                torch.randn(4, 2, 4, 2, 2), bank.conditioning, bank.description)
+    stage = anchor_replay.AnchorReplay(bank)
+    x, context, y = torch.randn(6, 4, 2, 2), torch.randn(6, 154, 3), torch.randn(6, 5)
+    log = []
+    for sigma, shift, evaluation in ((9.0, 0, 0), (5.0, 1, 1), (5.0, 1, 1), (5.0, 2, 2), (1.0, 3, 3)):
+        stage(logging_unet(log), args_for(x + shift, sigma, [1, 0], c_crossattn=context, y=y))
+        assert torch.equal(log[-1][1]["input"][:2], bank.inputs[evaluation]), (sigma, shift)
+    stage(logging_unet(log), args_for(x, 9.0, [1, 0], c_crossattn=context, y=y))  # a new run
+    stage(logging_unet(log), args_for(x + 1, 5.0, [1, 0], c_crossattn=context, y=y))
+    with pytest.raises(bank_file.BankError, match="model evaluation 3 is at sigma 1; the bank's is at sigma 5"):
+        stage(logging_unet(log), args_for(x + 3, 1.0, [1, 0], c_crossattn=context, y=y))  # euler after a heun bank
+
+
+def test_the_recorder_keeps_the_first_k_rows_of_every_chunk_once_per_evaluation():
     subject = values.StorySubject(prompts=("a", "b", "c"), subjects=(("x", ("x",)),), positions=(((1,),),) * 3,
                                   word_subject=(0,), token_length=77)
     run = run_state.StoryRun(subject, settings.SharingSettings(anchors=2), torch.ones(3, 3, dtype=torch.bool),
@@ -137,14 +155,16 @@ def test_the_recorder_keeps_the_first_k_rows_of_every_chunk_once_per_sigma():
     stage = anchor_record.AnchorRecorder(run, 2)
     x, context = torch.randn(6, 4, 2, 2), torch.randn(6, 77, 3)
     stage(logging_unet([]), args_for(x, 9.0, [1, 0], c_crossattn=context))
-    stage(logging_unet([]), args_for(x + 1, 9.0, [1, 0], c_crossattn=context))  # same sigma: kept once
-    assert list(stage.inputs) == [9.0] and torch.equal(stage.inputs[9.0], x[:2])
+    stage(logging_unet([]), args_for(x.clone(), 9.0, [1, 0], c_crossattn=context))  # same inputs: kept once
+    assert stage.sigmas == [9.0] and torch.equal(stage.inputs[0], x[:2])
+    stage(logging_unet([]), args_for(x + 1, 9.0, [1, 0], c_crossattn=context))  # other inputs: a second evaluation
+    assert stage.sigmas == [9.0, 9.0] and torch.equal(stage.inputs[1], x[:2] + 1)
     assert torch.equal(stage.conditioning["uncond"]["c_crossattn"], context[:2])
     assert torch.equal(stage.conditioning["cond"]["c_crossattn"], context[3:5])
     bank = stage.bank({"model_family": "SDXL", "context_dim": 3})
     assert bank.description.prompts == ("a", "b") and bank.description.sharing.anchors == 2
     run.sync(torch.full((6,), 9.5))  # a higher sigma: a new run forgets the old anchors
-    assert stage.inputs == {}
+    assert stage.inputs == [] and stage.sigmas == []
 
 
 def test_dift_features_are_copies_that_a_later_in_place_patch_cannot_change():
