@@ -53,13 +53,16 @@ class BankDescription:
     schedule: str = ""
     model_family: str = ""
     context_dim: int = 0
+    model_fingerprint: str = ""  # weights and weight patches (LoRAs); "" in format-1 banks
+    model_patches: str = ""      # the same for people: "none", "264 weights patched, strengths 0.8"
+    method: dict = field(default_factory=dict)  # {"blend": settings or None, "injection": settings or None}
 
     @property
     def anchors(self) -> int:
         return len(self.prompts)
 
     def to_json(self) -> dict:
-        """The format-1 ``info`` JSON (sharing settings flat under "settings")."""
+        """The ``info`` JSON (sharing settings flat under "settings", as in format 1)."""
         s = self.sharing
         settings = {"dropout": s.dropout, "dropout_seed": s.dropout_seed, "anchors": s.anchors,
                     "start_percent": s.start_percent, "end_percent": s.end_percent, "blocks": s.blocks,
@@ -69,7 +72,8 @@ class BankDescription:
                 "positions": [[list(p) for p in words] for words in self.positions],
                 "word_subject": list(self.word_subject), "token_length": self.token_length,
                 "settings": settings, "schedule": self.schedule, "model_family": self.model_family,
-                "context_dim": self.context_dim}
+                "context_dim": self.context_dim, "model_fingerprint": self.model_fingerprint,
+                "model_patches": self.model_patches, "method": self.method}
 
     @classmethod
     def from_json(cls, info: dict, version: int = VERSION) -> "BankDescription":
@@ -86,7 +90,9 @@ class BankDescription:
                    positions=tuple(tuple(tuple(p) for p in words) for words in info["positions"]),
                    word_subject=tuple(info["word_subject"]), token_length=int(info["token_length"]),
                    sharing=sharing, schedule=info.get("schedule", ""),
-                   model_family=info.get("model_family", ""), context_dim=int(info.get("context_dim", 0)))
+                   model_family=info.get("model_family", ""), context_dim=int(info.get("context_dim", 0)),
+                   model_fingerprint=info.get("model_fingerprint", ""), model_patches=info.get("model_patches", ""),
+                   method=info.get("method") or {})
 
 
 @dataclass
@@ -125,13 +131,34 @@ class AnchorBank:
             f"with another sampler or schedule ({self.description.schedule or '?'}); use the bank's sampler, "
             "scheduler, steps and denoise")
 
-    def check_model(self, model_family: str, context_dim: int) -> None:
-        want = (self.description.model_family, self.description.context_dim)
+    def check_model(self, model_family: str, context_dim: int, model_fingerprint: str = "",
+                    model_patches: str = "") -> None:
+        d = self.description
+        want = (d.model_family, d.context_dim)
         have = (model_family, context_dim)
         if want != have:
             names = ("model family", "text context width")
             diff = "; ".join(f"{n}: bank {w}, model {h}" for n, w, h in zip(names, want, have) if w != h)
             raise BankError(f"the bank was made with another kind of model ({diff})")
+        if d.model_fingerprint and model_fingerprint and d.model_fingerprint != model_fingerprint:
+            raise BankError(f"the bank was made with other model weights or LoRAs (bank: weights "
+                            f"{d.model_fingerprint}, patches: {d.model_patches or '?'}; this model: weights "
+                            f"{model_fingerprint}, patches: {model_patches}); use the bank's checkpoint and LoRAs "
+                            "at the same strengths")
+
+    def check_method(self, method: dict) -> None:
+        """Query Blend's and Feature Injection's settings of the reuse, against the bank's
+        (banks of format 1 did not record them)."""
+        if not self.description.method:
+            return
+        names = {"blend": "ConsiStory Query Blend", "injection": "ConsiStory Feature Injection"}
+        for part, name in names.items():
+            want, have = self.description.method.get(part), method.get(part)
+            if want != have:
+                said = lambda v: "not used" if v is None else \
+                    ", ".join(f"{k} {v[k]}" for k in sorted(v) if k != "version")
+                raise BankError(f"the bank's anchors were made with {name} {said(want)}; this run has it "
+                                f"{said(have)}: use the same {name} settings as when the bank was made")
 
     def check_latent(self, latent_shape: tuple) -> None:
         """latent_shape (C, h, w) of the sampler's latents."""

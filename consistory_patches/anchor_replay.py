@@ -16,7 +16,7 @@ from ..consistory_core import repeated_positions
 from ..consistory_core.bank_file import AnchorBank, BankError
 from ..consistory_core.correspondence import image_noise
 from .chunks import CHUNK_NAMES, Chunks
-from .passes import PassKind, args_pass
+from .passes import STORY_KEY, PassKind, args_pass
 from .values import StorySubject
 
 
@@ -89,6 +89,10 @@ class AnchorReplay:
             anchors_x = self.last_x0 + sigma * image_noise(p.noise_seed, tuple(x.shape[1:]), k).to(x)
         else:
             bank.check_latent(tuple(x.shape[1:]))
+            if self._seen is None or float(args["timestep"][0]) > self._seen[0]:  # a run starts
+                story = args["c"].get("transformer_options", {}).get(STORY_KEY)
+                if story is not None:
+                    bank.check_method(story.method())
             anchors_x = bank.inputs[self.follow_evaluations(float(args["timestep"][0]), x[:1])].to(x)
         conds = [self._conditioning(kind) for kind in outer.order]
         c = dict(args["c"])

@@ -75,7 +75,52 @@ def model_sampling(m):
 
 
 def model_facts(model) -> dict:
-    """What a bank records of the model it was made with: family and text context width."""
+    """What a bank records of the model it was made with: family, text context width, and a
+    fingerprint of its weights and weight patches (LoRAs and their strengths)."""
     config = model.model.model_config
+    fingerprint, patches = model_fingerprint(model)
     return {"model_family": type(config).__name__,
-            "context_dim": int(config.unet_config.get("context_dim") or 0)}
+            "context_dim": int(config.unet_config.get("context_dim") or 0),
+            "model_fingerprint": fingerprint, "model_patches": patches}
+
+
+def _sample(t) -> bytes:
+    """Up to 4096 evenly spaced values of a tensor, as bytes (cheap even for SDXL's weights)."""
+    flat = t.detach().reshape(-1)
+    return flat[::max(1, flat.numel() // 4096)][:4096].float().cpu().numpy().tobytes()
+
+
+def _first_tensor(value):
+    import torch
+    if torch.is_tensor(value):
+        return value
+    items = value if isinstance(value, (list, tuple)) else getattr(value, "weights", ())
+    for item in items if isinstance(items, (list, tuple)) else ():
+        found = _first_tensor(item)
+        if found is not None:
+            return found
+    return None
+
+
+def model_fingerprint(model) -> tuple:
+    """(fingerprint, summary) of a ModelPatcher's UNet: a hash of a sample of its weights (a
+    few values of every 50th tensor) and of its weight patches (LoRAs: key, strengths and a
+    sample of the patch), and a line for people ("none", "264 weights patched, strengths 0.8")."""
+    import hashlib
+    h = hashlib.sha1()
+    for i, (name, tensor) in enumerate(model.model.diffusion_model.state_dict().items()):
+        if i % 50 == 0:
+            h.update(name.encode())
+            h.update(_sample(tensor))
+    strengths = set()
+    patches = getattr(model, "patches", {}) or {}
+    for key in sorted(patches):
+        for patch in patches[key]:
+            strengths.add(round(float(patch[0]), 4))
+            h.update(f"{key}|{patch[0]}|{patch[2] if len(patch) > 2 else ''}".encode())
+            tensor = _first_tensor(patch[1])
+            if tensor is not None:
+                h.update(_sample(tensor))
+    summary = "none" if not patches else \
+        f"{len(patches)} weights patched, strengths {', '.join(map(str, sorted(strengths)))}"
+    return h.hexdigest()[:16], summary

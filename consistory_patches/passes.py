@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 PASS_KEY = "consistory_pass"
+STORY_KEY = "consistory_story"  # transformer_options: the clone's Story (consistory_patches.story)
 
 
 class PassKind(Enum):

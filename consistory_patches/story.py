@@ -29,13 +29,12 @@ from .host_api import install_unet_wrapper, model_sampling
 from .injection import OnePassFeatures
 from .layers import attention_positions, dift_block, is_unet
 from .mask_recorder import MaskRecorder
-from .passes import PASS_KEY, SAMPLER_PASS, with_pass
+from .passes import PASS_KEY, SAMPLER_PASS, STORY_KEY, with_pass
 from .run_state import StoryRun
 from .shared_attention import SharedAttention
 from .values import StorySubject
 from .windows import Window
 
-STORY_KEY = "consistory_story"
 DIFT_TIMESTEP = 261  # of 1000: where the paper reads its DIFT features (§4.3)
 
 
@@ -57,6 +56,13 @@ class Story:
     replay: AnchorReplay | None = None
     blend: QueryBlendPass | None = None
     one_pass: OnePassFeatures | None = None
+    injection: dict | None = None  # Feature Injection's settings and mode (what a bank records)
+
+    def method(self) -> dict:
+        """What of the method besides sharing changes the anchors: Query Blend's and Feature
+        Injection's settings (None where the node is not used)."""
+        return {"blend": self.blend.settings.to_json() if self.blend is not None else None,
+                "injection": self.injection}
 
     def __deepcopy__(self, memo):
         return self

@@ -50,6 +50,7 @@ class FeatureInjection:
         one_pass = None
         if features is None:
             one_pass = OnePassFeatures(injector, story.dift, dift_sigma(sampling, s.dift_timestep), s.dift_noise_seed)
-        m = with_parts(model, story, one_pass=one_pass)
+        mode = {"mode": "one pass" if features is None else "two passes"}
+        m = with_parts(model, story, one_pass=one_pass, injection={**s.to_json(), **mode})
         m.set_model_attn1_output_patch(lambda n, extra: injector.output_patch(n, extra))
         return (m,)

@@ -23,11 +23,12 @@ class MakeAnchorBank:
                    "subject later (save it with ConsiStory Save Anchor Bank, reuse it with Use Anchors).")
 
     def make(self, model, samples):
-        recorder = story_of(model, "ConsiStory Anchor Bank").recorder
+        story = story_of(model, "ConsiStory Anchor Bank")
+        recorder = story.recorder
         if recorder is None:
             raise ValueError("ConsiStory Anchor Bank: the SDSA node has anchors = 0; set anchors to the "
                              "number of images that define the subject (e.g. 2)")
         try:
-            return (recorder.bank(model_facts(model)),)
+            return (recorder.bank({**model_facts(model), "method": story.method()}),)
         except ValueError as e:
             raise ValueError(f"ConsiStory Anchor Bank: {e}") from None

@@ -24,8 +24,11 @@ class UseAnchors:
     FUNCTION = "patch"
     CATEGORY = BANK
     DESCRIPTION = ("Generates any batch of new prompts with the subject of a saved anchor bank. Sample "
-                   "with the bank's size, sampler, scheduler and steps; the new prompts' noise is "
-                   "independent of the anchors.")
+                   "with the bank's checkpoint and LoRAs, size, sampler, scheduler and steps, and the same "
+                   "Query Blend / Feature Injection settings; the new prompts' noise is independent of the "
+                   "anchors. Exactly one batch with the anchors for deterministic samplers (euler, heun, "
+                   "dpmpp_2m, uni_pc, ddim); ancestral and SDE samplers draw step noise per batch, so "
+                   "their images differ from one batch (the subject still comes from the anchors).")
 
     def patch(self, model, bank, subject, share_new):
         if STORY_KEY in model.model_options.get("transformer_options", {}):

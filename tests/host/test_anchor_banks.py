@@ -194,3 +194,35 @@ def test_bank_latent_gives_the_banks_size_and_the_noise_after_its_anchors(host, 
     g["sampler"]["inputs"]["latent_image"] = ["new_rows", 0]
     host.run(g)
     assert with_node.shape == (len(NEW), 4, 12, 16) and torch.equal(with_node, latents["story"])
+
+
+def test_a_bank_refuses_other_weights_or_weight_patches(host, latents, outputs):
+    """The bank records a fingerprint of the model's weights and weight patches (a LoRA, or
+    as here a stock model merge, patches weights): another checkpoint, or the same one with
+    other patches, is refused at Use Anchors, naming what the bank had."""
+    _bank(host, outputs, prefix="weights")
+    name = "output/weights_00001.safetensors"
+    other = reuse_subject_graph(NEW[:1], name, steps=STEPS)
+    other["ckpt"]["inputs"]["weight_seed"] = 1
+    _reuse_error(host, other, r"the bank was made with other model weights or LoRAs \(bank: weights \w+, patches: none")
+    merged = reuse_subject_graph(NEW[:1], name, steps=STEPS)
+    merged["other"] = {"class_type": "ConsiStoryTinySDXLCheckpoint", "inputs": {"weight_seed": 1}}
+    merged["merge"] = {"class_type": "ModelMergeSimple", "inputs": {"model1": ["ckpt", 0], "model2": ["other", 0],
+                                                                    "ratio": 0.9}}
+    merged["sdsa"]["inputs"]["model"] = ["merge", 0]
+    _reuse_error(host, merged, r"this model: weights \w+, patches: \d+ weights patched, strengths 0\.1")
+    host.run(reuse_subject_graph(NEW[:1], name, steps=STEPS))  # the bank's own model is accepted
+
+
+def test_a_bank_refuses_other_blend_or_injection_settings(host, latents, outputs):
+    """Query Blend and Feature Injection change the anchors' trajectory: reuse with other
+    settings (or without the node) is refused, naming the node and both settings."""
+    full = dict(steps=STEPS, blend=True, inject="fast")
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="method", **full))
+    name = "output/method_00001.safetensors"
+    _reuse_error(host, reuse_subject_graph(NEW[:1], name, steps=STEPS, inject="fast"),
+                 r"made with ConsiStory Query Blend end_percent 0\.1, end_strength 0\.82, start_strength 0\.9; "
+                 r"this run has it not used")
+    _reuse_error(host, reuse_subject_graph(NEW[:1], name, **dict(full, alpha=0.5)),
+                 r"ConsiStory Feature Injection alpha 0\.8, .*mode one pass.*; this run has it alpha 0\.5")
+    host.run(reuse_subject_graph(NEW[:1], name, **full))
