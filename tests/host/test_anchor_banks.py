@@ -226,3 +226,10 @@ def test_a_bank_refuses_other_blend_or_injection_settings(host, latents, outputs
     _reuse_error(host, reuse_subject_graph(NEW[:1], name, **dict(full, alpha=0.5)),
                  r"ConsiStory Feature Injection alpha 0\.8, .*mode one pass.*; this run has it alpha 0\.5")
     host.run(reuse_subject_graph(NEW[:1], name, **full))
+
+
+def test_anchor_bank_refuses_two_pass_injection_clearly(host, latents, outputs):
+    from consistory_run.host import GraphError
+    g = make_subject_graph(ANCHORS, anchors=2, prefix="two", steps=STEPS, blend=True, inject="exact")
+    with pytest.raises(GraphError, match="banks keep one sampler run, and two-pass injection is two runs"):
+        host.run(g)
