@@ -6,9 +6,18 @@
   the images' subject regions: the image with everything outside the pack's subject mask
   replaced by grey, cropped to the mask's bounding box.
 
+The ConsiStory+ benchmark's three (1Prompt1Story, ICLR 2025, Table 1), on images whose
+background is removed (here with the pack's own subject masks; the paper used CarveKit):
+- CLIP-T: 2.5 x the CLIP cosine of each image with its prompt (CLIPScore's scale, which
+  puts SDXL near 0.9 as in that table; its scoring code is not published);
+- CLIP-I: mean pairwise CLIP image cosine of a set's subjects;
+- DreamSim: mean pairwise DreamSim distance of a set's subjects (lower: more alike).
+
 Images are (N, H, W, 3) floats in [0, 1] (ComfyUI's IMAGE); masks (N, H, W).
 Models are loaded with transformers' ``from_pretrained`` from a name or a folder; the
-preprocessing (resize, centre crop, normalise) is done here in torch.
+preprocessing (resize, centre crop, normalise) is done here in torch. DreamSim comes from
+its own package (``pip install dreamsim``), or any ``module:factory`` giving an object
+with ``embed(pixels (N, 3, 224, 224) in [0, 1]) -> (N, D)`` (the tests' stand-in).
 """
 from __future__ import annotations
 
@@ -54,6 +63,14 @@ def subject_region(images: torch.Tensor, masks: torch.Tensor, grey: float = 0.5)
     return torch.stack(out)
 
 
+def remove_background(images: torch.Tensor, masks: torch.Tensor, fill: float = 1.0) -> torch.Tensor:
+    """Images with everything outside the subject mask set to ``fill`` (white, as a
+    background remover leaves it); an empty mask keeps the whole image."""
+    keep = (masks > 0.5)[..., None]
+    keep = keep | ~keep.flatten(1).any(1)[:, None, None, None]
+    return torch.where(keep, images, torch.full_like(images, fill))
+
+
 def mean_pairwise_cosine(embeddings: torch.Tensor) -> float:
     """(N, D) -> mean cosine over all pairs i < j."""
     e = F.normalize(embeddings.float(), dim=-1)
@@ -61,20 +78,34 @@ def mean_pairwise_cosine(embeddings: torch.Tensor) -> float:
     return float(torch.stack([e[i] @ e[j] for i, j in pairs]).mean()) if pairs else float("nan")
 
 
+def load_dreamsim(spec: str, device="cpu"):
+    """"dreamsim": the DreamSim package's pretrained model (downloads its weights once);
+    "module:factory": ``factory(device)`` (a stand-in with the same ``embed``)."""
+    if spec == "dreamsim":
+        from dreamsim import dreamsim
+        model, _ = dreamsim(pretrained=True, device=device)
+        return model
+    import importlib
+    module, _, factory = spec.partition(":")
+    return getattr(importlib.import_module(module), factory)(device)
+
+
 @dataclass
 class Scorers:
-    """CLIP for text-image scores and CLIP-I; DINOv2 (optional) for subject consistency."""
+    """CLIP for text-image scores and CLIP-I; DINOv2 (optional) for subject consistency;
+    DreamSim (optional) for the ConsiStory+ table."""
     clip: object
     tokenizer: object
     dino: object = None
+    dreamsim: object = None
 
     @classmethod
-    def load(cls, clip_name: str, dino_name: str | None = None, device="cpu") -> "Scorers":
+    def load(cls, clip_name: str, dino_name: str | None = None, device="cpu", dreamsim: str | None = None) -> "Scorers":
         from transformers import AutoModel, CLIPModel, CLIPTokenizer
         clip = CLIPModel.from_pretrained(clip_name).to(device).eval()
         tokenizer = CLIPTokenizer.from_pretrained(clip_name)
         dino = AutoModel.from_pretrained(dino_name).to(device).eval() if dino_name else None
-        return cls(clip, tokenizer, dino)
+        return cls(clip, tokenizer, dino, load_dreamsim(dreamsim, device) if dreamsim else None)
 
     @property
     def device(self):
@@ -95,8 +126,7 @@ class Scorers:
 
     def clip_score(self, images: torch.Tensor, prompts: list[str]) -> float:
         """Mean CLIP score (100 x cosine) of each image with its prompt."""
-        cos = (F.normalize(self.clip_image(images), dim=-1) * F.normalize(self.clip_text(prompts), dim=-1)).sum(-1)
-        return float(100 * cos.clamp_min(0).mean())
+        return float(100 * self.text_image_cosines(images, prompts).clamp_min(0).mean())
 
     @torch.no_grad()
     def dino_image(self, images: torch.Tensor) -> torch.Tensor:
@@ -110,6 +140,23 @@ class Scorers:
         out = {"clip_i": mean_pairwise_cosine(self.clip_image(regions))}
         if self.dino is not None:
             out["dino"] = mean_pairwise_cosine(self.dino_image(regions))
+        return out
+
+
+    def text_image_cosines(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        return (F.normalize(self.clip_image(images), dim=-1) * F.normalize(self.clip_text(prompts), dim=-1)).sum(-1)
+
+    @torch.no_grad()
+    def benchmark(self, images: torch.Tensor, masks: torch.Tensor, prompts: list[str]) -> dict:
+        """The ConsiStory+ measures of one set (see the module docstring): clip_t, clip_i_bg
+        and, with DreamSim loaded, dreamsim."""
+        subjects = remove_background(images, masks)
+        out = {"clip_t": float(2.5 * self.text_image_cosines(images, prompts).clamp_min(0).mean()),
+               "clip_i_bg": mean_pairwise_cosine(self.clip_image(subjects))}
+        if self.dreamsim is not None:
+            pixels = F.interpolate(subjects.permute(0, 3, 1, 2).float(), size=(224, 224), mode="bicubic",
+                                   align_corners=False).clamp(0, 1).to(self.device)
+            out["dreamsim"] = 1 - mean_pairwise_cosine(self.dreamsim.embed(pixels))
         return out
 
 

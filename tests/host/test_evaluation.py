@@ -37,6 +37,56 @@ def test_evaluation_runs_and_reports_both_methods(host, scoring_models, tmp_path
     assert len(list((out / "old_man").glob("consistory_*_mask.png"))) == 5
 
 
+def test_the_consistory_plus_benchmark_runs_with_its_three_measures(host, scoring_models, tmp_path):
+    """ConsiStory+ (1Prompt1Story's 192 subjects): its prompt sets load and its Table-1
+    columns (CLIP-T, CLIP-I and DreamSim on background-removed subjects) are reported, with a
+    random-weight stand-in for DreamSim (the real one downloads its weights)."""
+    from evaluation.consistory_plus import prompt_sets
+    from evaluation.evaluate import main
+    sets = prompt_sets()
+    assert len(sets) == 192 and sum(len(s["scenes"]) for s in sets) == 1100
+    out = tmp_path / "plus"
+    assert main(["--tiny-model", "--clip", str(scoring_models / "clip"), "--dino", "", "--sets", "consistory+",
+                 "--dreamsim", "consistory_testing.scorers:tiny_dreamsim", "--limit", "2", "--steps", "2",
+                 "--size", "64", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["set"] for r in results["rows"]] == ["animals_0", "animals_0", "animals_1", "animals_1"]
+    for row in results["rows"]:
+        assert 0 <= row["clip_t"] <= 2.5 and -1 <= row["clip_i_bg"] <= 1 and 0 <= row["dreamsim"] <= 2
+    assert "dreamsim" in (out / "results.md").read_text()
+
+
+def test_the_benchmark_measures_against_naive_references():
+    from consistory_testing.scorers import tiny_dreamsim
+    from evaluation.metrics import Scorers, remove_background
+    images, masks = torch.rand(3, 32, 32, 3), torch.zeros(3, 32, 32)
+    masks[:, 8:24, 8:24] = 1
+    masks[2] = 0  # an empty mask keeps the whole image
+    removed = remove_background(images, masks)
+    assert torch.equal(removed[0, 10, 10], images[0, 10, 10]) and torch.equal(removed[0, 2, 2], torch.ones(3))
+    assert torch.equal(removed[2], images[2])
+
+    class Fixed(Scorers):  # known embeddings instead of CLIP
+        def clip_image(self, x):
+            return x.flatten(1)[:, :6]
+
+        def clip_text(self, texts):
+            return torch.arange(6.0)[None].repeat(len(texts), 1) - 2.0
+
+    scorers = Fixed(clip=torch.nn.Linear(1, 1), tokenizer=None, dreamsim=tiny_dreamsim())
+    got = scorers.benchmark(images, masks, ["a", "b", "c"])
+    text = torch.arange(6.0) - 2.0
+    cos = [float(torch.dot(images[i].flatten()[:6], text) / (images[i].flatten()[:6].norm() * text.norm()))
+           for i in range(3)]
+    assert abs(got["clip_t"] - 2.5 * sum(max(c, 0) for c in cos) / 3) < 1e-5
+    pixels = torch.nn.functional.interpolate(removed.permute(0, 3, 1, 2), size=(224, 224), mode="bicubic",
+                                             align_corners=False).clamp(0, 1)
+    e = scorers.dreamsim.embed(pixels)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    expected = sum(1 - float(torch.dot(e[i], e[j]) / (e[i].norm() * e[j].norm())) for i, j in pairs) / 3
+    assert abs(got["dreamsim"] - expected) < 1e-5
+
+
 def test_subject_region_greys_the_background_and_crops_to_the_mask():
     from evaluation.metrics import subject_region
     images = torch.rand(1, 64, 64, 3)
