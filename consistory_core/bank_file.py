@@ -106,6 +106,13 @@ class AnchorBank:
     inputs: torch.Tensor
     conditioning: dict
     description: BankDescription
+    passes: torch.Tensor | None = None  # (E,) 0 / 1: the pass of each evaluation (two-pass injection)
+
+    def evaluations(self, second_pass: bool | None) -> list:
+        """The bank's evaluation indices of one pass (None or a one-pass bank: all of them)."""
+        if self.passes is None or second_pass is None:
+            return list(range(len(self.sigmas)))
+        return (self.passes == int(second_pass)).nonzero().squeeze(1).tolist()
 
     @property
     def anchors(self) -> int:
@@ -120,14 +127,16 @@ class AnchorBank:
         return 0 <= index < len(self.sigmas) and \
             abs(float(self.sigmas[index]) - sigma) <= 1e-5 * max(1.0, abs(sigma))
 
-    def mismatch(self, index: int, sigma: float) -> BankError:
-        """The error for a sampler whose evaluation ``index`` is at ``sigma`` where the bank's is not."""
+    def mismatch(self, index: int, sigma: float, place: int | None = None) -> BankError:
+        """The error for a sampler whose evaluation ``index`` of the bank (the ``place``-th of
+        its pass) is at ``sigma`` where the bank's is not."""
+        number = (index if place is None else place) + 1
         if index >= len(self.sigmas):
-            where = f"the bank has only {len(self.sigmas)}"
+            where = f"the bank has only {number - 1}"
         else:
             where = f"the bank's is at sigma {float(self.sigmas[index]):.6g}"
         return BankError(
-            f"the sampler's model evaluation {index + 1} is at sigma {sigma:.6g}; {where}: the bank was made "
+            f"the sampler's model evaluation {number} is at sigma {sigma:.6g}; {where}: the bank was made "
             f"with another sampler or schedule ({self.description.schedule or '?'}); use the bank's sampler, "
             "scheduler, steps and denoise")
 
@@ -146,18 +155,19 @@ class AnchorBank:
                             f"{model_fingerprint}, patches: {model_patches}); use the bank's checkpoint and LoRAs "
                             "at the same strengths")
 
-    def check_method(self, method: dict) -> None:
-        """Query Blend's and Feature Injection's settings of the reuse, against the bank's
-        (banks of format 1 did not record them)."""
+    def check_method(self, method: dict, first_pass: bool = False) -> None:
+        """Query Blend's and Feature Injection's settings of the reuse, against the bank's (of
+        its first pass, for a two-pass bank's first pass; format-1 banks did not record them)."""
         if not self.description.method:
             return
+        want = self.description.method.get("first_pass") if first_pass else self.description.method
         names = {"blend": "ConsiStory Query Blend", "injection": "ConsiStory Feature Injection"}
         for part, name in names.items():
-            want, have = self.description.method.get(part), method.get(part)
-            if want != have:
+            wanted, have = want.get(part), method.get(part)
+            if wanted != have:
                 said = lambda v: "not used" if v is None else \
                     ", ".join(f"{k} {v[k]}" for k in sorted(v) if k != "version")
-                raise BankError(f"the bank's anchors were made with {name} {said(want)}; this run has it "
+                raise BankError(f"the bank's anchors were made with {name} {said(wanted)}; this run has it "
                                 f"{said(have)}: use the same {name} settings as when the bank was made")
 
     def check_latent(self, latent_shape: tuple) -> None:
@@ -173,6 +183,8 @@ class AnchorBank:
     # -- files ---------------------------------------------------------------------------
     def tensors(self) -> dict:
         out = {"sigmas": self.sigmas.double().contiguous(), "inputs": self.inputs.float().contiguous()}
+        if self.passes is not None:
+            out["passes"] = self.passes.long().contiguous()
         for chunk, c in self.conditioning.items():
             for name, t in c.items():
                 out[f"{chunk}.{name}"] = t.float().contiguous()
@@ -216,7 +228,7 @@ class AnchorBank:
                 if "." in key:
                     chunk, name = key.split(".", 1)
                     conditioning.setdefault(chunk, {})[name] = t
-            bank = cls(tensors["sigmas"], tensors["inputs"], conditioning, description)
+            bank = cls(tensors["sigmas"], tensors["inputs"], conditioning, description, tensors.get("passes"))
         except SettingsError as e:
             raise BankError(f"{path}: {e}") from None
         except (KeyError, ValueError, TypeError) as e:

@@ -11,7 +11,7 @@ import torch
 
 from ..consistory_core.bank_file import AnchorBank, BankDescription
 from .chunks import CHUNK_NAMES, Chunks
-from .passes import args_pass
+from .passes import STORY_KEY, args_pass
 from .run_state import StoryRun
 
 
@@ -25,13 +25,19 @@ class AnchorRecorder:
         return self
 
     def _reset(self) -> None:
+        if getattr(self, "sigmas", None):  # the run before: the first pass of a two-pass graph
+            self.previous = (self.sigmas, self.inputs, self.method)
         self.sigmas: list = []        # per model evaluation, in the sampler's order
         self.inputs: list = []        # anchors' input latents (k, C, h, w) per evaluation
         self.conditioning: dict = {}  # "cond"/"uncond" -> {"c_crossattn": (k, L, D), "y": (k, A)}
+        self.method = None            # Story.method() of the model this run sampled with
 
     def __call__(self, call, args):
         if args_pass(args).is_sampler:
             sigma = self.run.sync(args["timestep"])
+            if self.method is None:
+                story = args["c"].get("transformer_options", {}).get(STORY_KEY)
+                self.method = story.method() if story is not None else {}
             x = args["input"]
             chunks = Chunks.of(x.shape[0], args["cond_or_uncond"])
             anchors = x[:self.anchors]
@@ -47,11 +53,21 @@ class AnchorRecorder:
                                                for key in ("c_crossattn", "y") if key in args["c"]}
         return call(args)
 
-    def bank(self, facts: dict) -> AnchorBank:
-        """The anchors of the last run; ``facts``: model_family and context_dim of the model."""
+    def bank(self, facts: dict, two_passes: bool = False) -> AnchorBank:
+        """The anchors of the last run (``two_passes``: of the last two, the first pass's
+        evaluations first); ``facts``: the model's (model_facts) and "method"."""
         if not self.inputs or "cond" not in self.conditioning:
             raise ValueError("nothing recorded; connect the output of a sampler that used this model")
-        sigmas, subject, k = self.sigmas, self.run.subject, self.anchors
+        sigmas, inputs, passes = self.sigmas, self.inputs, None
+        if two_passes:
+            previous = getattr(self, "previous", None)
+            if previous is None or (previous[2] or {}).get("injection") is not None:
+                raise ValueError("two-pass injection needs its first pass (SDSA, Query Blend, no injection) "
+                                 "sampled just before on this model; run the whole two-pass graph")
+            sigmas, inputs = previous[0] + sigmas, previous[1] + inputs
+            passes = torch.tensor([0] * len(previous[0]) + [1] * len(self.sigmas))
+            facts = {**facts, "method": {**facts["method"], "first_pass": previous[2]}}
+        subject, k = self.run.subject, self.anchors
         steps = len(set(sigmas))
         description = BankDescription(
             prompts=subject.prompts[:k], subjects=subject.subjects, positions=subject.positions[:k],
@@ -60,5 +76,5 @@ class AnchorRecorder:
             **facts)
         conditioning = {name: {"context": c["c_crossattn"].cpu(), **({"y": c["y"].cpu()} if "y" in c else {})}
                         for name, c in self.conditioning.items()}
-        return AnchorBank(torch.tensor(sigmas, dtype=torch.float64), torch.stack([t.cpu() for t in self.inputs]),
-                          conditioning, description)
+        return AnchorBank(torch.tensor(sigmas, dtype=torch.float64), torch.stack([t.cpu() for t in inputs]),
+                          conditioning, description, passes)

@@ -55,8 +55,9 @@ class AnchorReplay:
     def __init__(self, bank: AnchorBank):
         self.bank = bank
         self.last_x0 = None  # the anchors' latest denoised prediction (cond chunk), for DIFT passes
-        self._index = None   # the bank's evaluation the sampler is at
+        self._index = None   # the place in ``_order`` of the bank's evaluation the sampler is at
         self._seen = None    # (sigma, first new image's input) of that evaluation
+        self._order = bank.evaluations(None)  # the bank's evaluations of the run's pass
 
     def follow_evaluations(self, sigma: float, new_input: torch.Tensor) -> int:
         """The bank's evaluation of this call. The sampler must make the bank's evaluations in
@@ -68,13 +69,23 @@ class AnchorReplay:
         euler evaluates once."""
         seen = self._seen
         if seen is not None and seen[0] == sigma and torch.equal(seen[1], new_input.to(seen[1])):
-            return self._index
+            return self._order[self._index]
         restart = seen is None or sigma > seen[0]
-        index = 0 if restart else self._index + 1
+        place = 0 if restart else self._index + 1
+        index = self._order[place] if place < len(self._order) else len(self.bank.sigmas)
         if not self.bank.is_at(index, sigma):
-            raise self.bank.mismatch(index, sigma)
-        self._index, self._seen = index, (sigma, new_input.detach().clone())
+            raise self.bank.mismatch(index, sigma, place)
+        self._index, self._seen = place, (sigma, new_input.detach().clone())
         return index
+
+    def start_run(self, story) -> None:
+        """A run starts: the pass it is (a two-pass bank: the first pass has no injection), and
+        its Query Blend / Feature Injection settings against the bank's."""
+        method = story.method() if story is not None else None
+        second = None if self.bank.passes is None or method is None else method.get("injection") is not None
+        self._order = self.bank.evaluations(second)
+        if method is not None:
+            self.bank.check_method(method, first_pass=second is False)
 
     def __deepcopy__(self, memo):
         return self
@@ -90,9 +101,7 @@ class AnchorReplay:
         else:
             bank.check_latent(tuple(x.shape[1:]))
             if self._seen is None or float(args["timestep"][0]) > self._seen[0]:  # a run starts
-                story = args["c"].get("transformer_options", {}).get(STORY_KEY)
-                if story is not None:
-                    bank.check_method(story.method())
+                self.start_run(args["c"].get("transformer_options", {}).get(STORY_KEY))
             anchors_x = bank.inputs[self.follow_evaluations(float(args["timestep"][0]), x[:1])].to(x)
         conds = [self._conditioning(kind) for kind in outer.order]
         c = dict(args["c"])

@@ -28,11 +28,8 @@ class MakeAnchorBank:
         if recorder is None:
             raise ValueError("ConsiStory Anchor Bank: the SDSA node has anchors = 0; set anchors to the "
                              "number of images that define the subject (e.g. 2)")
-        if (story.injection or {}).get("mode") == "two passes":
-            raise ValueError("ConsiStory Anchor Bank: banks keep one sampler run, and two-pass injection is "
-                             "two runs; make the bank with one-pass Feature Injection (no features input), "
-                             "then reuse it with the same settings")
+        two_passes = (story.injection or {}).get("mode") == "two passes"
         try:
-            return (recorder.bank({**model_facts(model), "method": story.method()}),)
+            return (recorder.bank({**model_facts(model), "method": story.method()}, two_passes),)
         except ValueError as e:
             raise ValueError(f"ConsiStory Anchor Bank: {e}") from None

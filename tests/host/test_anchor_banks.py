@@ -228,8 +228,15 @@ def test_a_bank_refuses_other_blend_or_injection_settings(host, latents, outputs
     host.run(reuse_subject_graph(NEW[:1], name, **full))
 
 
-def test_anchor_bank_refuses_two_pass_injection_clearly(host, latents, outputs):
-    from consistory_run.host import GraphError
-    g = make_subject_graph(ANCHORS, anchors=2, prefix="two", steps=STEPS, blend=True, inject="exact")
-    with pytest.raises(GraphError, match="banks keep one sampler run, and two-pass injection is two runs"):
-        host.run(g)
+def test_a_two_pass_bank_reused_with_the_two_pass_graph_equals_one_batch(host, latents, outputs):
+    """With two-pass injection the anchors go through two runs (pass 1 gives the features pass
+    2 injects with): the bank keeps both, and the reuse graph's pass 1 and pass 2 replay
+    their own."""
+    kw = dict(steps=STEPS, blend=True, blend_end=0.35, inject="exact")
+    host.run(story_graph(ANCHORS + NEW[:1], anchors=2, **kw))
+    in_batch = latents["story"][2:]
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="twopass", **kw))
+    host.run(reuse_subject_graph(NEW[:1], "output/twopass_00001.safetensors", anchors=2, **kw))
+    torch.testing.assert_close(latents["story"], in_batch, rtol=1e-4, atol=1e-4 * in_batch.abs().amax().item())
+    one_pass = reuse_subject_graph(NEW[:1], "output/twopass_00001.safetensors", anchors=2, **dict(kw, inject="fast"))
+    _reuse_error(host, one_pass, "ConsiStory Feature Injection .*mode two passes.*; this run has it .*mode one pass")
