@@ -25,8 +25,8 @@ class AnchorRecorder:
         return self
 
     def _reset(self) -> None:
-        if getattr(self, "sigmas", None):  # the run before: the first pass of a two-pass graph
-            self.previous = (self.sigmas, self.inputs, self.method)
+        if getattr(self, "sigmas", None) and self.run.runs > 1:  # kept for Anchor Bank (and two-pass banks)
+            self.run.kept(self.run.runs - 1)["anchors"] = (self.sigmas, self.inputs, self.conditioning, self.method)
         self.sigmas: list = []        # per model evaluation, in the sampler's order
         self.inputs: list = []        # anchors' input latents (k, C, h, w) per evaluation
         self.conditioning: dict = {}  # "cond"/"uncond" -> {"c_crossattn": (k, L, D), "y": (k, A)}
@@ -53,20 +53,26 @@ class AnchorRecorder:
                                                for key in ("c_crossattn", "y") if key in args["c"]}
         return call(args)
 
-    def bank(self, facts: dict, two_passes: bool = False) -> AnchorBank:
-        """The anchors of the last run (``two_passes``: of the last two, the first pass's
-        evaluations first); ``facts``: the model's (model_facts) and "method"."""
-        if not self.inputs or "cond" not in self.conditioning:
+    def recorded(self, run: int) -> tuple:
+        """(sigmas, inputs, conditioning, method) of a run (the latest, or a kept one)."""
+        return self.run.state_of(run, "anchors", (self.sigmas, self.inputs, self.conditioning, self.method))
+
+    def bank(self, facts: dict, two_passes: bool = False, run: int | None = None) -> AnchorBank:
+        """The anchors of ``run`` (default: the latest; ``two_passes``: with the run before it,
+        the first pass's evaluations first); ``facts``: the model's (model_facts) and "method"."""
+        run = self.run.runs if run is None else run
+        sigmas, inputs, conditioning, method = self.recorded(run)
+        if not inputs or "cond" not in conditioning:
             raise ValueError("nothing recorded; connect the output of a sampler that used this model")
-        sigmas, inputs, passes = self.sigmas, self.inputs, None
+        passes = None
         if two_passes:
-            previous = getattr(self, "previous", None)
-            if previous is None or (previous[2] or {}).get("injection") is not None:
+            previous = self.run.archive.get(run - 1, {}).get("anchors")
+            if previous is None or (previous[3] or {}).get("injection") is not None:
                 raise ValueError("two-pass injection needs its first pass (SDSA, Query Blend, no injection) "
                                  "sampled just before on this model; run the whole two-pass graph")
+            passes = torch.tensor([0] * len(previous[0]) + [1] * len(sigmas))
             sigmas, inputs = previous[0] + sigmas, previous[1] + inputs
-            passes = torch.tensor([0] * len(previous[0]) + [1] * len(self.sigmas))
-            facts = {**facts, "method": {**facts["method"], "first_pass": previous[2]}}
+            facts = {**facts, "method": {**facts["method"], "first_pass": previous[3]}}
         subject, k = self.run.subject, self.anchors
         steps = len(set(sigmas))
         description = BankDescription(
@@ -75,6 +81,6 @@ class AnchorRecorder:
             schedule=f"{len(sigmas)} model evaluations at {steps} sigmas from {sigmas[0]:.6g} to {sigmas[-1]:.6g}",
             **facts)
         conditioning = {name: {"context": c["c_crossattn"].cpu(), **({"y": c["y"].cpu()} if "y" in c else {})}
-                        for name, c in self.conditioning.items()}
+                        for name, c in conditioning.items()}
         return AnchorBank(torch.tensor(sigmas, dtype=torch.float64), torch.stack([t.cpu() for t in inputs]),
                           conditioning, description, passes)

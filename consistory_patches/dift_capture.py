@@ -34,6 +34,8 @@ class DiftCapture:
         return self
 
     def _reset(self) -> None:
+        if self.run.runs > 1:  # keep the finished run's features for Collect Features
+            self.run.kept(self.run.runs - 1)["dift"] = self.recorded_features()
         self._above = self._below = None  # (sigma, cond features) just above / below dift_sigma
         self.pass_features = None
 

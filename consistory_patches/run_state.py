@@ -33,6 +33,9 @@ def is_whole_schedule(sample_sigmas, model_sampling) -> bool:
     return float(sample_sigmas[0]) >= float(model_sampling.percent_to_sigma(1.0 / steps)) * (1 - 1e-4)
 
 
+KEPT_RUNS = 4  # finished runs whose state a later node may still ask for
+
+
 class StoryRun:
     """subject: the story's prompts (anchors replayed from a bank first); share (N, N) bool:
     share[i, j] = image i sees image j's subject patches; replayed: how many leading images
@@ -52,6 +55,8 @@ class StoryRun:
         self._restart = False
         self.clock = StepClock()
         self.runs = 0  # how many runs this model has started
+        self.outputs: dict = {}  # run -> the sampler's latest CFG-combined denoised batch (model space)
+        self.archive: dict = {}  # run -> what the modules kept of that finished run ("maps", "dift", ...)
         self._new_run_listeners: list = []
         self._sigmas_seen = None
         self._warned = None
@@ -95,6 +100,8 @@ class StoryRun:
                 self.clock = StepClock()
             event = self.clock.observe(sigma, step)
             if event is StepEvent.NEW_RUN:
+                if self.runs:
+                    self.kept(self.runs)["maps"] = self.tracker.snapshot()
                 self.runs += 1
                 self.tracker = self._new_tracker()
                 for reset in self._new_run_listeners:
@@ -102,6 +109,42 @@ class StoryRun:
             if event is not StepEvent.SAME_STEP:
                 self.tracker.next_step()
         return self.clock.sigma
+
+    # -- which run made a sampler's output (one patched model may feed several samplers) ----
+    def kept(self, run: int) -> dict:
+        """The archive of a finished run (the last KEPT_RUNS are kept); modules add to it when
+        the next run starts."""
+        for old in [r for r in self.archive if r <= run - KEPT_RUNS]:
+            del self.archive[old]
+        return self.archive.setdefault(run, {})
+
+    def note_output(self, denoised: torch.Tensor) -> None:
+        """sampler_post_cfg_function: the sampler's denoised batch of this evaluation."""
+        self.outputs[self.runs] = denoised.detach()
+        for old in [r for r in self.outputs if r <= self.runs - KEPT_RUNS]:
+            del self.outputs[old]
+
+    def run_of(self, latent: torch.Tensor) -> int:
+        """The run whose sampler made ``latent`` (model space, (B, C, h, w)): the one whose last
+        denoised batch it equals (a sampler's last step lands on it), else the latest run."""
+        def distance(run):
+            out = self.outputs[run]
+            if out.shape != latent.shape:
+                return float("inf")
+            return float((out.float().cpu() - latent.float().cpu()).norm() / latent.float().norm().clamp_min(1e-8))
+        if not self.outputs:
+            return self.runs
+        best = min(self.outputs, key=distance)
+        return best if distance(best) < 1e-3 and distance(self.runs) > 1e-3 else self.runs
+
+    def state_of(self, run: int, name: str, current):
+        """``current`` for the latest run, else what the module ``name`` kept of ``run``."""
+        if run == self.runs:
+            return current
+        if name not in self.archive.get(run, {}):
+            raise ValueError(f"the sampler run that made these samples is no longer kept (only the last "
+                             f"{KEPT_RUNS} runs of a patched model are)")
+        return self.archive[run][name]
 
     def sync_patch(self, extra: dict) -> float:
         """Patches follow the schedule on the sampler's passes; the extra passes (vanilla

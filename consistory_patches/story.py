@@ -72,6 +72,11 @@ class Story:
         return tuple(s for s in (self.one_pass, self.blend, self.replay, self.recorder) if s is not None)
 
 
+def run_of_samples(model, story: Story, samples: dict) -> int:
+    """The run of ``story`` whose sampler made the LATENT ``samples``."""
+    return story.run.run_of(model.model.process_latent_in(samples["samples"]))
+
+
 def story_of(model, node: str) -> Story:
     """The Story of a model patched by ConsiStory SDSA (or Use Anchors); ``node`` names the asker."""
     story = model.model_options.get("transformer_options", {}).get(STORY_KEY)
@@ -126,6 +131,8 @@ def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: t
     m.model_options.setdefault("transformer_options", {})[STORY_KEY] = story
     # closures, not bound methods: clone() deep-copies what it finds in model_options
     m.set_model_attn2_patch(lambda n, context, value, extra: story.masks.record(n, context, value, extra))
+    # the sampler's denoised batch, so nodes after a sampler can tell which run made their samples
+    m.set_model_sampler_post_cfg_function(lambda args: story.run.note_output(args["denoised"]) or args["denoised"])
     m.set_model_output_block_patch(lambda h, hsp, extra: story.dift.capture(h, hsp, extra))
     for position in attention_positions(diffusion_model, sharing.block_groups):
         previous = existing_attn1_replace(m.model_options, position)

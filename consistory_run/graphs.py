@@ -67,7 +67,7 @@ def with_preview(g):
     g = dict(g)
     g["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sampler", 0], "vae": ["ckpt", 2]}}
     g["masks"] = {"class_type": "ConsiStoryMaskPreview", "inputs": {
-        "model": ["sdsa", 0], "images": ["decode", 0], "opacity": 0.5}}
+        "model": ["sdsa", 0], "images": ["decode", 0], "opacity": 0.5, "samples": ["sampler", 0]}}
     g["show"] = {"class_type": "PreviewImage", "inputs": {"images": ["masks", 1]}}
     return g
 

@@ -3,7 +3,7 @@ for exact (two-pass) feature injection (paper §4.3)."""
 from __future__ import annotations
 
 from ..consistory_core.correspondence import gaussian_smooth
-from ..consistory_patches.story import story_of
+from ..consistory_patches.story import run_of_samples, story_of
 from ..consistory_patches.values import CorrespondenceFeatures
 from .sockets import FEATURES_TYPE, REFINE
 
@@ -25,8 +25,13 @@ class CollectFeatures:
 
     def collect(self, model, samples):
         story = story_of(model, "ConsiStory Collect Features")
-        recorded = story.dift.recorded_features()
-        maps = story.run.tracker.snapshot()
+        run = story.run
+        made_by = run_of_samples(model, story, samples)  # one patched model may feed several samplers
+        try:
+            recorded = run.state_of(made_by, "dift", story.dift.recorded_features())
+            maps = run.state_of(made_by, "maps", run.tracker.snapshot())
+        except ValueError as e:
+            raise ValueError(f"ConsiStory Collect Features: {e}") from None
         if recorded is None or maps is None:
             raise ValueError("ConsiStory Collect Features: the run recorded no features; connect the "
                              "output of a sampler that used this model")

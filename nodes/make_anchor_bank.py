@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..consistory_patches.host_api import model_facts
-from ..consistory_patches.story import story_of
+from ..consistory_patches.story import run_of_samples, story_of
 from .sockets import BANK, BANK_TYPE
 
 
@@ -29,7 +29,8 @@ class MakeAnchorBank:
             raise ValueError("ConsiStory Anchor Bank: the SDSA node has anchors = 0; set anchors to the "
                              "number of images that define the subject (e.g. 2)")
         two_passes = (story.injection or {}).get("mode") == "two passes"
-        try:
-            return (recorder.bank({**model_facts(model), "method": story.method()}, two_passes),)
+        try:  # the run that made ``samples``: one patched model may feed several samplers
+            return (recorder.bank({**model_facts(model), "method": story.method()}, two_passes,
+                                  run_of_samples(model, story, samples)),)
         except ValueError as e:
             raise ValueError(f"ConsiStory Anchor Bank: {e}") from None

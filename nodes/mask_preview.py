@@ -1,11 +1,12 @@
-"""ConsiStory Mask Preview: the subject masks of the last run of a patched model (paper §4.1)."""
+"""ConsiStory Mask Preview: the subject masks of a run of a patched model (paper §4.1): the
+run that made ``samples`` where given, else the last."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from ..consistory_core import masks_from_maps
-from ..consistory_patches.story import story_of
+from ..consistory_patches.story import run_of_samples, story_of
 from .sockets import STORY
 
 COLOURS = torch.tensor([[1.0, 0.2, 0.2], [0.2, 0.5, 1.0], [0.2, 0.9, 0.3], [1.0, 0.8, 0.1],
@@ -20,6 +21,9 @@ class MaskPreview:
             "images": ("IMAGE", {"tooltip": "The decoded images of that run (also orders this node after the sampler)."}),
             "opacity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
                         "tooltip": "How strongly the mask colours cover the images."}),
+        }, "optional": {
+            "samples": ("LATENT", {"tooltip": "That sampler's output (optional): shows the masks of the run "
+                        "that made it when one patched model feeds several samplers; without it, the last run's."}),
         }}
 
     RETURN_TYPES = ("MASK", "IMAGE")
@@ -30,9 +34,14 @@ class MaskPreview:
     CATEGORY = STORY
     DESCRIPTION = "Shows where ConsiStory found the subject in each image during the last run."
 
-    def preview(self, model, images, opacity):
-        run = story_of(model, "ConsiStory Mask Preview").run
-        maps = run.tracker.snapshot()
+    def preview(self, model, images, opacity, samples=None):
+        story = story_of(model, "ConsiStory Mask Preview")
+        run = story.run
+        made_by = run.runs if samples is None else run_of_samples(model, story, samples)
+        try:
+            maps = run.state_of(made_by, "maps", run.tracker.snapshot())
+        except ValueError as e:
+            raise ValueError(f"ConsiStory Mask Preview: {e}") from None
         if maps is None:
             raise ValueError("ConsiStory Mask Preview: no masks yet; sample with this model first")
         maps = maps[run.replayed:]  # replayed anchors are not among the images

@@ -66,3 +66,60 @@ def test_a_hires_pass_on_the_same_patched_model_starts_fresh_masks(host, latents
     host.run(g)
     assert torch.equal(latents["first"], alone)
     assert latents["hires"].shape[-2:] == (18, 24) and torch.isfinite(latents["hires"]).all()
+
+
+def _with(g, **nodes):
+    return {**g, **nodes}
+
+
+def test_nodes_after_a_sampler_read_the_run_that_made_their_samples(host, latents, outputs):
+    """One patched model in two sampler chains (seeds 1 and 2). The host may run the chain of
+    seed 2 between sampler 1 and the nodes after it (it orders output nodes as it likes, and
+    keeps finished nodes cached): Anchor Bank and Collect Features must still read the run
+    of seed 1, whose samples they are given. Here the host's cache forces that order."""
+    from safetensors.torch import load_file
+    base = story_graph(anchors=2, steps=6, key="one", blend=True)
+    second = {"sampler2": {"class_type": "KSampler", "inputs": {**base["sampler"]["inputs"], "seed": 2}},
+              "capture2": {"class_type": "ConsiStoryLatentCapture", "inputs": {"samples": ["sampler2", 0], "key": "two"}}}
+    after = {"bank": {"class_type": "ConsiStoryAnchorBank", "inputs": {"model": ["blend", 0], "samples": ["sampler", 0]}},
+             "collect": {"class_type": "ConsiStoryCollectFeatures", "inputs": {"model": ["blend", 0],
+                                                                               "samples": ["sampler", 0]}},
+             "inject": {"class_type": "ConsiStoryFeatureInjection", "inputs": {
+                 "model": ["blend", 0], "features": ["collect", 0], "alpha": 0.8, "start_percent": 0.1,
+                 "end_percent": 0.33, "dift_timestep": 261, "dift_noise_seed": 0}},
+             "pass2": {"class_type": "KSampler", "inputs": {**base["sampler"]["inputs"], "model": ["inject", 0]}},
+             "capture_pass2": {"class_type": "ConsiStoryLatentCapture", "inputs": {"samples": ["pass2", 0],
+                                                                                   "key": "pass2"}}}
+
+    def saved(prefix):
+        return {"save": {"class_type": "ConsiStorySaveAnchorBank", "inputs": {"bank": ["bank", 0],
+                                                                                "filename_prefix": prefix}}}
+
+    host.run(_with(base, **after, **saved("direct")))  # the nodes right after their sampler
+    direct_pass2 = latents["pass2"].clone()
+    host.run(base, keep_cache=True)                      # seed 1 ...
+    host.run(_with(base, **second), keep_cache=True)     # ... then seed 2 on the same patched model ...
+    host.run(_with(base, **second, **after, **saved("late")), keep_cache=True)  # ... then the nodes after seed 1
+    direct = load_file(str(outputs / "consistory_banks" / "direct_00001.safetensors"))
+    late = load_file(str(outputs / "consistory_banks" / "late_00001.safetensors"))
+    assert torch.equal(late["inputs"], direct["inputs"]) and torch.equal(late["sigmas"], direct["sigmas"])
+    assert torch.equal(latents["pass2"], direct_pass2)
+
+
+def test_mask_preview_given_the_samples_shows_the_masks_of_their_run(host, latents, outputs):
+    from consistory_run.graphs import with_preview
+    g = with_preview(story_graph(steps=6, key="one"))
+    del g["show"]
+    g["mask_out"] = {"class_type": "ConsiStoryMaskCapture", "inputs": {"mask": ["masks", 0], "key": "masks"}}
+    host.run(g)
+    direct = latents["masks"].clone()
+    host.run(story_graph(steps=6, key="one"), keep_cache=True)
+    other = {"sampler2": {"class_type": "KSampler", "inputs": {**g["sampler"]["inputs"], "seed": 5}},
+             "capture2": {"class_type": "ConsiStoryLatentCapture", "inputs": {"samples": ["sampler2", 0], "key": "x"}}}
+    host.run({**story_graph(steps=6, key="one"), **other}, keep_cache=True)
+    host.run({**g, **other}, keep_cache=True)  # Mask Preview runs after the seed-5 run
+    assert torch.equal(latents["masks"], direct)
+    without = {**g, **other, "masks": {**g["masks"], "inputs": {k: v for k, v in g["masks"]["inputs"].items()
+                                                               if k != "samples"}}}
+    host.run(without, keep_cache=True)  # without samples: the last run's masks (seed 5)
+    assert not torch.equal(latents["masks"], direct)
