@@ -38,12 +38,14 @@ class StepClock:
         self.sigma: float | None = None
         self.step = -1
 
-    def observe(self, sigma: float, step: int | None = None) -> StepEvent:
+    def observe(self, sigma: float, step: int | None = None, rise_starts_run: bool = True) -> StepEvent:
         """``step``: the sigma's step in the schedule, where known (a mid-point evaluation
-        below the step's sigma is then the same step)."""
+        below the step's sigma is then the same step). ``rise_starts_run``: False where new
+        runs are told otherwise (a new schedule), so a sampler that goes back up within its
+        schedule (dpm_adaptive rejecting a step) stays in its run."""
         if self.sigma is not None and sigma == self.sigma:
             return StepEvent.SAME_STEP
-        new_run = self.sigma is None or sigma > self.sigma
+        new_run = self.sigma is None or (rise_starts_run and sigma > self.sigma)
         self.sigma = sigma
         if not new_run and step is not None and step == self.step:
             return StepEvent.SAME_STEP

@@ -98,7 +98,7 @@ class StoryRun:
             if self._restart:
                 self._restart = False
                 self.clock = StepClock()
-            event = self.clock.observe(sigma, step)
+            event = self.clock.observe(sigma, step, rise_starts_run=self.schedule is None)
             if event is StepEvent.NEW_RUN:
                 if self.runs:
                     self.kept(self.runs)["maps"] = self.tracker.snapshot()

@@ -151,10 +151,10 @@ class Attn2ReplaceProbe(_ModelProbe):
 
 class StepProbe(_ModelProbe):
     """MODEL -> MODEL: an attn1 patch (it runs in every UNet pass, the pack's extra passes
-    too) that records, per self-attention call, (sigma, pass kind, injection on, step) into
+    too) that records, per self-attention call, (sigma, pass kind, injection on, step, run) into
     ``calls``: the pass kind is the pack's "consistory_pass" option ("SAMPLER" where none);
     injection on is asked of the one-pass injection stage of the model's story, if any; step
-    is the story's step clock."""
+    and run are the story's step clock and run count."""
     calls: list = []
 
     def patch(self, model):
@@ -167,7 +167,8 @@ class StepProbe(_ModelProbe):
             one_pass = getattr(story, "one_pass", None)
             StepProbe.calls.append((sigma, passing.kind.name if passing is not None else "SAMPLER",
                                     bool(one_pass and one_pass.injector.active(sigma)),
-                                    story.run.clock.step if story is not None else None))
+                                    story.run.clock.step if story is not None else None,
+                                    story.run.runs if story is not None else None))
             return q, k, v
 
         m.set_model_attn1_patch(record)
