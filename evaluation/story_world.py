@@ -187,7 +187,7 @@ def plot(rows: list[dict], summary: dict, path: Path) -> None:
 def image_grid(images_by_config: dict, path: Path, scale: int = 2) -> None:
     """One row per configuration (its name on the left), the batch's images side by side."""
     from PIL import Image, ImageDraw
-    label_width, side = 230, 64 * scale
+    label_width, side = 200, 64 * scale
     rows = list(images_by_config.items())
     n = max(len(images) for _, images in rows)
     canvas = Image.new("RGB", (label_width + n * side, len(rows) * side), "white")
@@ -239,6 +239,44 @@ def evaluate(host, sets, configs: dict, seeds, log=print):
     return rows, first
 
 
+def write_outputs(out: Path, rows: list, first: dict, pair_first: dict) -> str:
+    """results.json, results.md, scatter.png, grids and first_images.npz; returns the table."""
+    import numpy as np
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(rows)
+    (out / "results.json").write_text(json.dumps({"sampling": SAMPLING, "seeds": sorted({r["seed"] for r in rows}),
+                                                  "rows": rows, "summary": summary}, indent=1) + "\n")
+    table = table_markdown(summary)
+    (out / "results.md").write_text(table)
+    single = [c for c in summary if c in CONFIGS]
+    if single:
+        plot([r for r in rows if r["config"] in single], {k: summary[k] for k in single}, out / "scatter.png")
+    if first:
+        image_grid(first, out / "grid_single.png")
+    if pair_first:
+        image_grid(pair_first, out / "grid_pairs.png")
+    np.savez(out / "first_images.npz", **{f"single|{k}": np.asarray(v) for k, v in first.items()},
+             **{f"pairs|{k}": np.asarray(v) for k, v in pair_first.items()})
+    return table
+
+
+def merge(parts: list, out: Path) -> str:
+    """The outputs of several runs of this script (e.g. configurations split over processes)."""
+    import numpy as np
+    rows, first, pair_first = [], {}, {}
+    for part in parts:
+        rows += json.loads((part / "results.json").read_text())["rows"]
+        with np.load(part / "first_images.npz") as images:
+            for key in images.files:
+                kind, config = key.split("|", 1)
+                (first if kind == "single" else pair_first)[config] = images[key]
+    order = list(CONFIGS) + list(PAIR_CONFIGS)
+    rows.sort(key=lambda r: order.index(r["config"]))
+    first = {k: first[k] for k in order if k in first}
+    pair_first = {k: pair_first[k] for k in order if k in pair_first}
+    return write_outputs(out, rows, first, pair_first)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("story_world_eval"))
@@ -247,8 +285,13 @@ def main(argv=None) -> int:
     p.add_argument("--configs", default="", help="configuration names separated by ';' (default: all)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--weights", type=Path, default=None, help="story-world weights (default: the committed ones)")
+    p.add_argument("--merge", type=Path, nargs="+", default=None,
+                   help="only combine the output folders of earlier runs (e.g. configurations run in parallel)")
     a = p.parse_args(argv)
     out = a.out.expanduser().resolve()  # the host changes directory
+    if a.merge:
+        print(merge([m.expanduser().resolve() for m in a.merge], out))
+        return 0
     import torch
     from story_world import model as world_model
     if a.weights:
@@ -261,20 +304,7 @@ def main(argv=None) -> int:
     seeds = SEEDS[:a.seeds]
     rows, first = evaluate(host, SINGLE_SETS[:a.sets], configs, seeds)
     pair_rows, pair_first = evaluate(host, PAIR_SETS, pair_configs, seeds)
-    rows += pair_rows
-    out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(rows)
-    (out / "results.json").write_text(json.dumps({"sampling": SAMPLING, "seeds": seeds, "rows": rows,
-                                                  "summary": summary}, indent=1) + "\n")
-    table = table_markdown(summary)
-    (out / "results.md").write_text(table)
-    print(table)
-    plot([r for r in rows if r["config"] in configs], {k: v for k, v in summary.items() if k in configs},
-         out / "scatter.png")
-    if first:
-        image_grid(first, out / "grid_single.png")
-    if pair_first:
-        image_grid(pair_first, out / "grid_pairs.png")
+    print(write_outputs(out, rows + pair_rows, first, pair_first))
     print(f"wrote {out}")
     return 0
 
