@@ -147,8 +147,9 @@ def _accepts(fn, name: str) -> bool:
     return name in inspect.signature(fn).parameters
 
 
-def tiny_sdxl_clip(seed: int = 0):
-    """A host CLIP object: tiny CLIP-L + CLIP-G text models behind the real SDXL tokenizer."""
+def sdxl_clip_from(configs: Path):
+    """A host CLIP object: CLIP-L + CLIP-G text models built from ``configs``/clip_l.json and
+    clip_g.json (weights as initialised) behind the real SDXL tokenizer."""
     import comfy.sd
     import comfy.sd1_clip
     import comfy.sdxl_clip
@@ -159,13 +160,12 @@ def tiny_sdxl_clip(seed: int = 0):
             extra = {}
             if model_options is not None and _accepts(comfy.sd1_clip.SDClipModel.__init__, "model_options"):
                 extra["model_options"] = model_options
-            self.clip_l = comfy.sd1_clip.SDClipModel(
-                layer="hidden", layer_idx=-2, device=device, dtype=dtype, layer_norm_hidden_state=False,
-                textmodel_json_config=str(CONFIGS / "clip_l.json"), **extra)
-            self.clip_g = comfy.sd1_clip.SDClipModel(
-                layer="hidden", layer_idx=-2, device=device, dtype=dtype, layer_norm_hidden_state=False,
-                textmodel_json_config=str(CONFIGS / "clip_g.json"),
-                special_tokens={"start": 49406, "end": 49407, "pad": 0}, **extra)
+            common = dict(layer="hidden", layer_idx=-2, device=device, dtype=dtype, layer_norm_hidden_state=False,
+                          **extra)
+            self.clip_l = comfy.sd1_clip.SDClipModel(textmodel_json_config=str(configs / "clip_l.json"), **common)
+            self.clip_g = comfy.sd1_clip.SDClipModel(textmodel_json_config=str(configs / "clip_g.json"),
+                                                     special_tokens={"start": 49406, "end": 49407, "pad": 0},
+                                                     **common)
             self.dtypes = {dtype}  # the new host reads it
 
     class Target:
@@ -174,7 +174,12 @@ def tiny_sdxl_clip(seed: int = 0):
         tokenizer = comfy.sdxl_clip.SDXLTokenizer
 
     with torch.no_grad():
-        clip = comfy.sd.CLIP(target=Target())
+        return comfy.sd.CLIP(target=Target())
+
+
+def tiny_sdxl_clip(seed: int = 0):
+    """A host CLIP object: tiny CLIP-L + CLIP-G text models behind the real SDXL tokenizer."""
+    clip = sdxl_clip_from(CONFIGS)
     fill_weights(clip.cond_stage_model, seed + 1)
     return clip
 

@@ -94,34 +94,8 @@ def _fill_text(module: torch.nn.Module, seed: int) -> None:
 def build_text_encoder(seed: int = TEXT_SEED):
     """A host ``comfy.sd.CLIP``: tiny CLIP-L + CLIP-G with frozen random weights behind the
     real SDXL tokenizer. encode_from_tokens gives (1, 77k, 64) context and (1, 32) pooled."""
-    import inspect
-
-    import comfy.sd
-    import comfy.sd1_clip
-    import comfy.sdxl_clip
-
-    class StoryWorldClip(comfy.sdxl_clip.SDXLClipModel):
-        def __init__(self, device="cpu", dtype=None, model_options=None, **_):
-            torch.nn.Module.__init__(self)
-            extra = {}
-            if model_options is not None and "model_options" in inspect.signature(
-                    comfy.sd1_clip.SDClipModel.__init__).parameters:
-                extra["model_options"] = model_options
-            common = dict(layer="hidden", layer_idx=-2, device=device, dtype=dtype,
-                          layer_norm_hidden_state=False, **extra)
-            self.clip_l = comfy.sd1_clip.SDClipModel(textmodel_json_config=str(CONFIGS / "clip_l.json"), **common)
-            self.clip_g = comfy.sd1_clip.SDClipModel(textmodel_json_config=str(CONFIGS / "clip_g.json"),
-                                                     special_tokens={"start": 49406, "end": 49407, "pad": 0},
-                                                     **common)
-            self.dtypes = {dtype}  # the newer host reads it
-
-    class Target:
-        params: dict = {}
-        clip = StoryWorldClip
-        tokenizer = comfy.sdxl_clip.SDXLTokenizer
-
-    with torch.no_grad():
-        clip = comfy.sd.CLIP(target=Target())
+    from consistory_testing.tiny_models import sdxl_clip_from
+    clip = sdxl_clip_from(CONFIGS)
     _fill_text(clip.cond_stage_model, seed)
     return clip
 
