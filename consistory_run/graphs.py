@@ -6,7 +6,7 @@ def story_graph(scenes=SCENES, *, sdsa=True, end_percent=1.0, anchors=0, seed=1,
                 width=128, height=96, subject="an old man with a hat", words="man, hat",
                 key="story", cfg=5.0, record_chunks=False, batch_size=None, ckpt=None,
                 sampler="euler", scheduler="normal", dropout=0.5, style="a photo of", negative="blurry",
-                blend=False, blend_end=0.1, inject=None, alpha=0.8, loader=None):
+                blend=False, blend_end=0.1, inject=None, alpha=0.8, loader=None, mask_resolution=None):
     """The story graph; ``ckpt`` names a checkpoint for the stock loader, ``loader`` is any
     MODEL/CLIP/VAE loader node (e.g. the story world's), else the tiny model.
 
@@ -37,6 +37,10 @@ def story_graph(scenes=SCENES, *, sdsa=True, end_percent=1.0, anchors=0, seed=1,
             "model": ["ckpt", 0], "subject": ["story", 1], "dropout": dropout, "dropout_seed": 0,
             "anchors": anchors, "start_percent": 0.0, "end_percent": end_percent,
             "blocks": "output (paper)"}}
+    if sdsa and mask_resolution:  # ConsiStory Subject Masks with another resolution than the paper's
+        g["mask_settings"] = {"class_type": "ConsiStorySubjectMasks", "inputs": {
+            "window": 20, "resolution": mask_resolution, "threshold_scale": 1.0}}
+        g["sdsa"]["inputs"]["mask_settings"] = ["mask_settings", 0]
     if sdsa and blend:
         g["blend"] = {"class_type": "ConsiStoryQueryBlend", "inputs": {
             "model": ["sdsa", 0], "start_strength": 0.9, "end_strength": 0.82, "end_percent": blend_end}}

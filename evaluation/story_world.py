@@ -59,6 +59,12 @@ CONFIGS = {  # name -> story_graph settings (anchors 2 unless given)
     "full, everyone shares (anchors 0)": dict(FULL, anchors=0),
     "full, reused from a saved bank": dict(FULL, reuse=True),
 }
+# Added after the numbers above were seen, to find why SDSA did little: masks from the
+# latent/2 cross-attention layers (16 x 16 here) instead of the paper's latent/4 (8 x 8 here).
+DIAGNOSTIC = {
+    "diagnostic: SDSA, dropout 0, latent/2 masks": dict(dropout=0.0, mask_resolution="high (latent/2)"),
+    "diagnostic: full, latent/2 masks": dict(FULL, mask_resolution="high (latent/2)"),
+}
 PAIR_CONFIGS = {"two subjects: vanilla": CONFIGS["vanilla"], "two subjects: full": FULL}
 SAMPLING = dict(steps=20, cfg=4.0, sampler="euler", scheduler="normal", width=256, height=256,
                 style="a photo of", negative="")
@@ -248,7 +254,7 @@ def write_outputs(out: Path, rows: list, first: dict, pair_first: dict) -> str:
                                                   "rows": rows, "summary": summary}, indent=1) + "\n")
     table = table_markdown(summary)
     (out / "results.md").write_text(table)
-    single = [c for c in summary if c in CONFIGS]
+    single = [c for c in summary if c in CONFIGS or c in DIAGNOSTIC]
     if single:
         plot([r for r in rows if r["config"] in single], {k: summary[k] for k in single}, out / "scatter.png")
     if first:
@@ -270,7 +276,7 @@ def merge(parts: list, out: Path) -> str:
             for key in images.files:
                 kind, config = key.split("|", 1)
                 (first if kind == "single" else pair_first)[config] = images[key]
-    order = list(CONFIGS) + list(PAIR_CONFIGS)
+    order = list(CONFIGS) + list(DIAGNOSTIC) + list(PAIR_CONFIGS)
     rows.sort(key=lambda r: order.index(r["config"]))
     first = {k: first[k] for k in order if k in first}
     pair_first = {k: pair_first[k] for k in order if k in pair_first}
@@ -299,7 +305,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     host = start_host()
     chosen = [c.strip() for c in a.configs.split(";") if c.strip()]
-    configs = {k: v for k, v in CONFIGS.items() if not chosen or k in chosen}
+    configs = {k: v for k, v in {**CONFIGS, **DIAGNOSTIC}.items() if (not chosen and k in CONFIGS) or k in chosen}
     pair_configs = {k: v for k, v in PAIR_CONFIGS.items() if not chosen or k in chosen}
     seeds = SEEDS[:a.seeds]
     rows, first = evaluate(host, SINGLE_SETS[:a.sets], configs, seeds)
