@@ -158,7 +158,7 @@ def summarise(rows: list[dict]) -> dict:
 def table_markdown(summary: dict) -> str:
     """The table: median over seeds, and min..max."""
     heads = {"consistency": "identity distance ↓", "alignment": "alignment ↑ (scene ∧ layout)",
-             "diversity": "layout diversity", "mask_iou": "mask IoU ↑"}
+             "layout": "layout read back ↑", "diversity": "layout diversity", "mask_iou": "mask IoU ↑"}
     lines = ["| configuration | " + " | ".join(heads.values()) + " |", "|---|" + "---|" * len(heads)]
     for config, values in summary.items():
         cells = [f"{values[m][0]:.3f} ({values[m][1]:.3f}–{values[m][2]:.3f})" for m in heads]
