@@ -161,8 +161,8 @@ def comparison_sheet(folder: Path, scenes: list, path: Path) -> None:
     w, h, label = w * scale, h * scale, 22
     sheet = Image.new("RGB", (w * len(scenes), 2 * (h + label)), "white")
     draw = ImageDraw.Draw(sheet)
-    for r, (title, images) in enumerate(zip(("plain sampling: a new subject in every image",
-                                             "ConsiStory: the same subject"), rows)):
+    for r, (title, images) in enumerate(zip(("plain sampling: each image draws its own subject",
+                                             "ConsiStory, same seed: the subject of the anchors shared"), rows)):
         top = r * (h + label)
         draw.text((6, top + 5), title, fill="black")
         for c, image in enumerate(images):

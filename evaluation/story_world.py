@@ -166,25 +166,26 @@ def table_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], summary: dict, path: Path) -> None:
-    """Consistency (1 - identity distance) against alignment: a small point per batch, a star
-    per configuration (the paper's Fig. 7 form)."""
+def plot(rows: list[dict], summary: dict, path: Path, x: str = "layout") -> None:
+    """Consistency (1 - identity distance) against alignment (``x``: the layout read back as
+    the prompt asked; the scene reading fails on this model's colour casts): a dot per batch,
+    a star per configuration (the paper's Fig. 7 form)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(9, 5))
     colours = plt.get_cmap("tab10")
     for i, (config, values) in enumerate(summary.items()):
         mine = [r for r in rows if r["config"] == config]
         jitter = np.random.default_rng(i).uniform(-0.012, 0.012, (2, len(mine)))
-        ax.scatter(np.array([r["alignment"] for r in mine]) + jitter[0],
+        ax.scatter(np.array([r[x] for r in mine]) + jitter[0],
                    1 - np.array([r["consistency"] for r in mine]) + jitter[1], s=10, alpha=0.25, color=colours(i))
-        ax.scatter([values["alignment"][0]], [1 - values["consistency"][0]], s=170, marker="*",
+        ax.scatter([values[x][0]], [1 - values["consistency"][0]], s=170, marker="*",
                    color=colours(i), edgecolors="black", label=config, zorder=3)
-    ax.set(xlabel="prompt alignment (scene and layout read back right)",
+    ax.set(xlabel="prompt alignment (layout read back as the prompt asked)",
            ylabel="subject consistency (1 - identity distance)", xlim=(-0.05, 1.05), ylim=(-0.05, 1.05),
            title="Story world: every batch (dots) and the median over seeds (stars)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
