@@ -18,7 +18,7 @@ fi
 # torch==2.13.0 rides along so no dependency can swap it for a CUDA build
 .venv/bin/python -m pip install -q torch==2.13.0 -r requirements-test.txt 2>&1 | grep -v "is ignored" || true
 # the headless runner as a command (consistory-run) that works from any folder
-.venv/bin/python -m pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" || true
+built=$(.venv/bin/python -m pip install -q --no-deps -e . 2>&1) || { echo "$built"; exit 1; }
 .venv/bin/python - <<'PY'
 import torch
 assert torch.__version__.startswith("2.13.0"), f"torch was replaced: {torch.__version__}"
