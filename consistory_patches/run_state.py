@@ -128,8 +128,8 @@ class StoryRun:
         """The run whose sampler made ``latent`` (model space, (B, C, h, w)): the one whose last
         denoised batch it equals (a sampler's last step lands on it), else the latest run."""
         def distance(run):
-            out = self.outputs[run]
-            if out.shape != latent.shape:
+            out = self.outputs.get(run)
+            if out is None or out.shape != latent.shape:
                 return float("inf")
             return float((out.float().cpu() - latent.float().cpu()).norm() / latent.float().norm().clamp_min(1e-8))
         if not self.outputs:
