@@ -73,3 +73,23 @@ def test_the_run_checks_the_batch_against_the_story_inside_and_outside_the_wrapp
         run.chunks(8, [1, 0])
     with pytest.raises(ValueError, match="latent batch has 4 images but the story has 3 prompts"):
         run.chunks(4, [0], outer=True)
+
+
+def test_the_run_that_made_a_latent_is_the_one_whose_last_output_it_equals():
+    run_state = runtime("consistory_patches.run_state")
+    values = runtime("consistory_patches.values")
+    settings = runtime("consistory_core.settings")
+    windows = runtime("consistory_patches.windows")
+    subject = values.StorySubject(prompts=("a", "b"), subjects=(("x", ("x",)),), positions=(((1,),),) * 2,
+                                  word_subject=(0,), token_length=77)
+    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool),
+                             windows.Window(0.0, 1.0, 10.0, 0.0))
+    first, second = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    assert run.run_of(first) == 0  # nothing recorded: the latest run
+    for sigma, output in ((9.0, first), (1.0, first), (9.0, second)):  # run 1 ends at `first`, run 2 at `second`
+        run.sync(torch.full((2,), sigma))
+        run.note_output(output)
+    assert run.runs == 2 and run.run_of(first) == 1 and run.run_of(second) == 2
+    assert run.run_of(first + 1.0) == 2  # matches no run: the latest
+    run.sync(torch.full((2,), 9.5))      # run 3 starts and has no output yet
+    assert run.run_of(first) == 1 and run.run_of(torch.randn(1, 4, 8, 8)) == 3
