@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from enum import Enum
 from fractions import Fraction
+from functools import lru_cache
 
 PERCENT_SLACK = Fraction(1, 200)  # half of the widgets' 0.01 step
 
@@ -76,6 +77,7 @@ def as_fraction(percent: float) -> Fraction:
     return exact
 
 
+@lru_cache(maxsize=256)  # asked by every shared-attention layer at every call
 def window_steps(steps: int, start: float, end: float) -> range:
     """The steps (0-based) of an n-step schedule inside the window [start, end] (fractions)."""
     first = 0 if start <= 0 else math.floor(as_fraction(start) * steps)

@@ -11,7 +11,7 @@ import torch
 
 from ..consistory_core.bank_file import AnchorBank, BankDescription
 from .chunks import CHUNK_NAMES, Chunks
-from .passes import STORY_KEY, args_pass
+from .passes import args_pass, args_story
 from .run_state import StoryRun
 
 
@@ -36,7 +36,7 @@ class AnchorRecorder:
         if args_pass(args).is_sampler:
             sigma = self.run.sync(args["timestep"])
             if self.method is None:
-                story = args["c"].get("transformer_options", {}).get(STORY_KEY)
+                story = args_story(args)
                 self.method = story.method() if story is not None else {}
             x = args["input"]
             chunks = Chunks.of(x.shape[0], args["cond_or_uncond"])

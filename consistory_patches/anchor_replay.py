@@ -16,7 +16,7 @@ from ..consistory_core import repeated_positions
 from ..consistory_core.bank_file import AnchorBank, BankError
 from ..consistory_core.correspondence import image_noise
 from .chunks import CHUNK_NAMES, Chunks
-from .passes import STORY_KEY, PassKind, args_pass
+from .passes import PassKind, args_pass, args_story
 from .values import StorySubject
 
 
@@ -101,7 +101,7 @@ class AnchorReplay:
         else:
             bank.check_latent(tuple(x.shape[1:]))
             if self._seen is None or float(args["timestep"][0]) > self._seen[0]:  # a run starts
-                self.start_run(args["c"].get("transformer_options", {}).get(STORY_KEY))
+                self.start_run(args_story(args))
             anchors_x = bank.inputs[self.follow_evaluations(float(args["timestep"][0]), x[:1])].to(x)
         conds = [self._conditioning(kind) for kind in outer.order]
         c = dict(args["c"])

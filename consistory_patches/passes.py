@@ -59,6 +59,11 @@ def args_pass(args: dict) -> Pass:
     return pass_of(args["c"].get("transformer_options", {}))
 
 
+def args_story(args: dict):
+    """The Story of the clone a UNet wrapper call samples with (None without ConsiStory)."""
+    return args["c"].get("transformer_options", {}).get(STORY_KEY)
+
+
 def with_pass(args: dict, p: Pass, **options) -> dict:
     """A copy of wrapper args whose transformer_options carry pass ``p`` (and ``options``)."""
     c = dict(args["c"])

@@ -53,6 +53,7 @@ class StoryRun:
         self.model_sampling = model_sampling
         self.schedule = None  # the whole schedule being sampled, where the host passes it
         self._restart = False
+        self._followed = None  # the sample_sigmas last given to follow()
         self.clock = StepClock()
         self.runs = 0  # how many runs this model has started
         self.outputs: dict = {}  # run -> the sampler's latest CFG-combined denoised batch (model space)
@@ -76,7 +77,11 @@ class StoryRun:
     # -- steps -------------------------------------------------------------------------
     def follow(self, sample_sigmas) -> None:
         """The sampler's schedule for the coming call (None where the host does not pass it),
-        kept where it is a whole one (see ``is_whole_schedule``)."""
+        kept where it is a whole one (see ``is_whole_schedule``). Every UNet call of a sampling
+        passes the same tensor, so only a new one is looked at."""
+        if sample_sigmas is self._followed:
+            return
+        self._followed = sample_sigmas
         self.check_schedule(sample_sigmas)
         whole = sample_sigmas is not None and is_whole_schedule(sample_sigmas, self.model_sampling)
         if whole and sample_sigmas is not self.schedule:
@@ -127,15 +132,14 @@ class StoryRun:
     def run_of(self, latent: torch.Tensor) -> int:
         """The run whose sampler made ``latent`` (model space, (B, C, h, w)): the one whose last
         denoised batch it equals (a sampler's last step lands on it), else the latest run."""
-        def distance(run):
-            out = self.outputs.get(run)
-            if out is None or out.shape != latent.shape:
-                return float("inf")
-            return float((out.float().cpu() - latent.float().cpu()).norm() / latent.float().norm().clamp_min(1e-8))
-        if not self.outputs:
+        latent = latent.float().cpu()
+        scale = latent.norm().clamp_min(1e-8)
+        distance = {run: float((out.float().cpu() - latent).norm() / scale) if out.shape == latent.shape
+                    else float("inf") for run, out in self.outputs.items()}
+        if not distance:
             return self.runs
-        best = min(self.outputs, key=distance)
-        return best if distance(best) < 1e-3 and distance(self.runs) > 1e-3 else self.runs
+        best = min(distance, key=distance.get)
+        return best if distance[best] < 1e-3 and distance.get(self.runs, float("inf")) > 1e-3 else self.runs
 
     def state_of(self, run: int, name: str, current):
         """``current`` for the latest run, else what the module ``name`` kept of ``run``."""

@@ -44,5 +44,6 @@ class Window:
         if position is None:
             return min(percent_of(sigma) / self.end, 1.0) if self.end > 0 else 0.0
         step, count = position
-        last = self.steps(count)[-1] if len(self.steps(count)) else 0
+        steps = self.steps(count)
+        last = steps[-1] if len(steps) else 0
         return min(step / last, 1.0) if last > 0 else 0.0
