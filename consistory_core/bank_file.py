@@ -12,7 +12,11 @@ the latents for samplers that evaluate twice per step, such as heun).
 Format 2 keeps one entry per evaluation (a sampler may evaluate twice at one sigma with
 other inputs: heun's correction, then the next step). Format 1 kept one entry per sigma,
 descending: that is the evaluation order of every one-evaluation sampler, so format-1
-files read as format 2 unchanged.
+files read as format 2 unchanged. Format 3 adds banks made from photos (origin "photo":
+the inputs are an edit-friendly inversion, consistory_core.inversion) and, optionally, the
+anchors' subject masks given by the user (tensor ``subject_masks``, (k, h, w) in [0, 1]).
+A bank is written in the lowest format that holds it, so a generated bank stays format 2
+and older versions of the pack keep reading it.
 
 The file is a .safetensors file. Its metadata holds ``format``, ``version`` and ``info``
 (the JSON of a ``BankDescription``), plus a summary for people and file browsers
@@ -29,7 +33,8 @@ import torch
 from .settings import MaskSettings, SettingsError, SharingSettings, check_version
 
 FORMAT = "consistory-anchor-bank"
-VERSION = 2  # 1: one entry per sigma (the first release); 2: one entry per model evaluation
+VERSION = 3  # 1: one entry per sigma (the first release); 2: one entry per model evaluation; 3: photo banks
+ORIGINS = ("generated", "photo")
 
 
 class BankError(ValueError):
@@ -56,6 +61,7 @@ class BankDescription:
     model_fingerprint: str = ""  # weights and weight patches (LoRAs); "" in format-1 banks
     model_patches: str = ""      # the same for people: "none", "264 weights patched, strengths 0.8"
     method: dict = field(default_factory=dict)  # {"blend": settings or None, "injection": settings or None}
+    origin: str = "generated"  # "photo": the anchors are inverted photos (format 3)
 
     @property
     def anchors(self) -> int:
@@ -73,7 +79,8 @@ class BankDescription:
                 "word_subject": list(self.word_subject), "token_length": self.token_length,
                 "settings": settings, "schedule": self.schedule, "model_family": self.model_family,
                 "context_dim": self.context_dim, "model_fingerprint": self.model_fingerprint,
-                "model_patches": self.model_patches, "method": self.method}
+                "model_patches": self.model_patches, "method": self.method,
+                **({"origin": self.origin} if self.origin != "generated" else {})}
 
     @classmethod
     def from_json(cls, info: dict, version: int = VERSION) -> "BankDescription":
@@ -92,7 +99,7 @@ class BankDescription:
                    sharing=sharing, schedule=info.get("schedule", ""),
                    model_family=info.get("model_family", ""), context_dim=int(info.get("context_dim", 0)),
                    model_fingerprint=info.get("model_fingerprint", ""), model_patches=info.get("model_patches", ""),
-                   method=info.get("method") or {})
+                   method=info.get("method") or {}, origin=info.get("origin", "generated"))
 
 
 @dataclass
@@ -101,12 +108,20 @@ class AnchorBank:
     (falling; a sigma repeats where the sampler evaluated twice at it);
     inputs (E, k, C, h, w): the anchors' UNet input latents of those evaluations;
     conditioning: chunk ("cond" / "uncond") -> {"context": (k, L, D), "y": (k, A)};
-    description: what the anchors are and how they were made."""
+    description: what the anchors are and how they were made;
+    subject_masks (k, h, w) in [0, 1]: the anchors' subject masks where a user gave them
+    (photo banks), else None (the masks come from cross-attention when the bank is used)."""
     sigmas: torch.Tensor
     inputs: torch.Tensor
     conditioning: dict
     description: BankDescription
     passes: torch.Tensor | None = None  # (E,) 0 / 1: the pass of each evaluation (two-pass injection)
+    subject_masks: torch.Tensor | None = None
+
+    @property
+    def format_version(self) -> int:
+        """The lowest format that holds this bank."""
+        return 3 if self.description.origin != "generated" or self.subject_masks is not None else 2
 
     def evaluations(self, second_pass: bool | None) -> list:
         """The bank's evaluation indices of one pass (None or a one-pass bank: all of them)."""
@@ -157,8 +172,9 @@ class AnchorBank:
 
     def check_method(self, method: dict, first_pass: bool = False) -> None:
         """Query Blend's and Feature Injection's settings of the reuse, against the bank's (of
-        its first pass, for a two-pass bank's first pass; format-1 banks did not record them)."""
-        if not self.description.method:
+        its first pass, for a two-pass bank's first pass; format-1 banks did not record them).
+        A photo bank's anchors do not depend on them: any settings go."""
+        if not self.description.method or self.description.origin == "photo":
             return
         want = self.description.method.get("first_pass") if first_pass else self.description.method
         names = {"blend": "ConsiStory Query Blend", "injection": "ConsiStory Feature Injection"}
@@ -185,6 +201,8 @@ class AnchorBank:
         out = {"sigmas": self.sigmas.double().contiguous(), "inputs": self.inputs.float().contiguous()}
         if self.passes is not None:
             out["passes"] = self.passes.long().contiguous()
+        if self.subject_masks is not None:
+            out["subject_masks"] = self.subject_masks.float().contiguous()
         for chunk, c in self.conditioning.items():
             for name, t in c.items():
                 out[f"{chunk}.{name}"] = t.float().contiguous()
@@ -192,7 +210,7 @@ class AnchorBank:
 
     def metadata(self) -> dict:
         d = self.description
-        return {"format": FORMAT, "version": str(VERSION), "info": json.dumps(d.to_json(), sort_keys=True),
+        return {"format": FORMAT, "version": str(self.format_version), "info": json.dumps(d.to_json(), sort_keys=True),
                 "model_family": d.model_family, "schedule": d.schedule,
                 "latent_size": "x".join(map(str, self.latent_hw)), "anchors": str(self.anchors),
                 "subject_words": json.dumps([[t, list(w)] for t, w in d.subjects]),
@@ -228,7 +246,8 @@ class AnchorBank:
                 if "." in key:
                     chunk, name = key.split(".", 1)
                     conditioning.setdefault(chunk, {})[name] = t
-            bank = cls(tensors["sigmas"], tensors["inputs"], conditioning, description, tensors.get("passes"))
+            bank = cls(tensors["sigmas"], tensors["inputs"], conditioning, description, tensors.get("passes"),
+                       tensors.get("subject_masks"))
         except SettingsError as e:
             raise BankError(f"{path}: {e}") from None
         except (KeyError, ValueError, TypeError) as e:
@@ -241,6 +260,12 @@ class AnchorBank:
             if key in meta and meta[key] != value:
                 raise BankError(f"{path} is an inconsistent anchor bank (its header says {key} {meta[key]}, "
                                 f"its tensors {value})")
+        if description.origin not in ORIGINS:
+            raise BankError(f"{path} is an anchor bank of unknown origin {description.origin!r}")
+        masks = bank.subject_masks
+        if masks is not None and (masks.ndim != 3 or masks.shape[0] != bank.anchors):
+            raise BankError(f"{path} is an inconsistent anchor bank (subject masks {tuple(masks.shape)} "
+                            f"for {bank.anchors} anchors)")
         if bank.anchors != description.anchors:
             raise BankError(f"{path} is an inconsistent anchor bank ({bank.anchors} anchor latents for "
                             f"{description.anchors} anchor prompts)")

@@ -71,20 +71,38 @@ def masks_from_maps(maps: torch.Tensor, grid: tuple[int, int], word_subject: Seq
     return masks
 
 
+def with_given_masks(masks: torch.Tensor, given: torch.Tensor | None, grid: tuple[int, int]) -> torch.Tensor:
+    """masks (N, S, h*w) bool with the first k images' masks replaced by ``given`` (k, H, W)
+    floats in [0, 1] (a user's mask of a photo anchor, any resolution): area-resized to
+    ``grid``, a patch is the subject where at least half of it is; every subject of such an
+    image gets the same mask."""
+    if given is None:
+        return masks
+    k = given.shape[0]
+    resized = F.interpolate(given[:, None].float().to(masks.device), size=grid, mode="area").flatten(1) >= 0.5
+    out = masks.clone()
+    out[:k] = resized[:, None, :].expand(k, masks.shape[1], -1)
+    return out
+
+
 class SubjectMaskTracker:
     """Accumulates per-step subject maps and turns a sliding window of them into masks.
 
     word_subject: for each of the K words, the index of its subject (0..S-1).
+    given: (k, H, W) masks of the first k images that replace theirs (photo anchors with a
+    user's mask), or None.
     Maps enter with ``add`` during a step; ``next_step`` closes the step. Masks are
     computed lazily per grid and cached until the next step closes.
     """
 
-    def __init__(self, word_subject: Sequence[int], window: int = 20, threshold_scale: float = 1.0):
+    def __init__(self, word_subject: Sequence[int], window: int = 20, threshold_scale: float = 1.0,
+                 given: torch.Tensor | None = None):
         if window < 1:
             raise ValueError("window must be at least one step")
         self.word_subject = list(word_subject)
         self.subjects = max(self.word_subject) + 1
         self.threshold_scale = threshold_scale
+        self.given = given
         self.window: deque[torch.Tensor] = deque(maxlen=window)
         self._sum: torch.Tensor | None = None
         self._count = 0
@@ -116,9 +134,13 @@ class SubjectMaskTracker:
     def subject_masks(self, grid: tuple[int, int]) -> torch.Tensor:
         """Masks per subject at ``grid`` (h, w): bool (N, S, h*w). Needs ``ready``."""
         if grid not in self._cache:
-            mean = torch.stack(list(self.window)).mean(0)
-            self._cache[grid] = masks_from_maps(mean, grid, self.word_subject, self.threshold_scale)
+            self._cache[grid] = self.masks_of(torch.stack(list(self.window)).mean(0), grid)
         return self._cache[grid]
+
+    def masks_of(self, maps: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """``masks_from_maps`` of maps (N, K, h0, w0) with this story's settings and given masks."""
+        return with_given_masks(masks_from_maps(maps, grid, self.word_subject, self.threshold_scale),
+                                self.given, grid)
 
     def union_mask(self, grid: tuple[int, int]) -> torch.Tensor:
         """Union over subjects: bool (N, h*w), the patches an image shares."""

@@ -124,3 +124,38 @@ def model_fingerprint(model) -> tuple:
     summary = "none" if not patches else \
         f"{len(patches)} weights patched, strengths {', '.join(map(str, sorted(strengths)))}"
     return h.hexdigest()[:16], summary
+
+
+def sampler_sigmas(m, sampler_name: str, scheduler: str, steps: int):
+    """The schedule (steps + 1,) the stock KSampler samples the clone ``m`` with (uni_pc's and
+    dpm_2's dropped penultimate sigma included), on either host."""
+    import comfy.samplers
+    if hasattr(m, "get_model_object"):
+        return comfy.samplers.KSampler(m, steps, "cpu", sampler_name, scheduler, 1.0).sigmas.cpu()
+    from types import SimpleNamespace  # the 2024 host reads model.model_sampling
+    shim = SimpleNamespace(model_sampling=model_sampling(m))
+    return comfy.samplers.KSampler(shim, steps, "cpu", sampler_name, scheduler, 1.0).sigmas.cpu()
+
+
+def sampler_names() -> tuple:
+    """(samplers, schedulers) of the host's KSampler."""
+    import comfy.samplers
+    return tuple(comfy.samplers.KSampler.SAMPLERS), tuple(comfy.samplers.KSampler.SCHEDULERS)
+
+
+def sample_with(m, sampler_function, sigmas, positive, negative, latent, cfg: float):
+    """Runs the host's sampling of ``m`` (conditioning, CFG, model patches and wrappers, model
+    loading) with a sampler function of our own, k-diffusion style:
+    ``sampler_function(model, x, sigmas, extra_args, callback, disable)`` where ``model(x,
+    sigma, **extra_args)`` is the CFG-combined denoiser and ``x`` the latent in model space
+    (the noise given is zero). Returns its result as a LATENT's samples; a progress bar counts
+    the steps."""
+    import comfy.sample
+    import comfy.samplers
+    import comfy.utils
+    import torch
+    bar = comfy.utils.ProgressBar(len(sigmas) - 1)
+    return comfy.sample.sample_custom(m, torch.zeros_like(latent), cfg, comfy.samplers.KSAMPLER(sampler_function),
+                                      sigmas, positive, negative, latent,
+                                      callback=lambda step, x0, x, total: bar.update_absolute(step + 1, total),
+                                      disable_pbar=True, seed=0)

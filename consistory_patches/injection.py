@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..consistory_core import downscale_of, masks_from_maps, token_grid
+from ..consistory_core import downscale_of, token_grid
 from ..consistory_core.correspondence import gaussian_smooth, image_noise, inject, plan_injection
 from .dift_capture import DiftCapture
 from .passes import Pass, PassKind, args_pass, pass_of, with_pass
@@ -52,7 +52,7 @@ class Injector:
         if tuple(features.shape[2:]) != tuple(grid):
             raise ValueError(f"ConsiStory Feature Injection: features of a {tuple(features.shape[2:])} "
                              f"grid, but this run's high-resolution grid is {tuple(grid)} (other size?)")
-        subject = masks_from_maps(maps, grid, run.tracker.word_subject, run.tracker.threshold_scale).any(1)
+        subject = run.tracker.masks_of(maps, grid).any(1)
         plan = plan_injection(features.flatten(2), subject.to(features.device), run.share)
         self._plan = (run.runs, plan)
         return plan

@@ -41,11 +41,13 @@ class StoryRun:
     share[i, j] = image i sees image j's subject patches; replayed: how many leading images
     are anchors replayed from a bank rather than rows of the sampler's latent batch;
     window: where sharing is on; model_sampling: the patched model's sampling (it tells a
-    whole schedule from a part of one)."""
+    whole schedule from a part of one); given_masks (k, H, W): the subject masks of the first
+    k images where a user gave them (photo anchors), replacing the cross-attention masks."""
 
     def __init__(self, subject: StorySubject, sharing: SharingSettings, share: torch.Tensor,
-                 window: Window, replayed: int = 0, model_sampling=None):
+                 window: Window, replayed: int = 0, model_sampling=None, given_masks=None):
         self.subject = subject
+        self.given_masks = given_masks
         self.sharing = sharing
         self.share = share
         self.replayed = replayed
@@ -68,7 +70,7 @@ class StoryRun:
 
     def _new_tracker(self) -> SubjectMaskTracker:
         masks = self.sharing.masks
-        return SubjectMaskTracker(self.subject.word_subject, masks.window, masks.threshold_scale)
+        return SubjectMaskTracker(self.subject.word_subject, masks.window, masks.threshold_scale, self.given_masks)
 
     def on_new_run(self, reset) -> None:
         """Call ``reset()`` whenever a new sampling run starts on this model."""
@@ -100,6 +102,8 @@ class StoryRun:
             self._sigmas_seen = sigmas
             sigma = float(sigmas[0])
             step = schedule_step(self.schedule, sigma) if self.schedule is not None else None
+            if step == 0 and self.clock.step > 0 and sigma >= float(self.schedule[0]) * (1 - 1e-5):
+                self._restart = True  # back at the top of the same schedule: a second sampling with it
             if self._restart:
                 self._restart = False
                 self.clock = StepClock()

@@ -112,10 +112,11 @@ def existing_attn1_replace(model_options: dict, position: tuple):
 
 
 def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: torch.Tensor, *,
-                replayed: int = 0, **parts):
+                replayed: int = 0, given_masks: torch.Tensor | None = None, **parts):
     """(patched clone, its Story): shared attention, mask and DIFT patches of a new run on a
     clone of ``model``. ``replayed``: how many leading images of ``subject`` are anchors
-    replayed from a bank (``parts`` then holds replay=AnchorReplay(bank))."""
+    replayed from a bank (``parts`` then holds replay=AnchorReplay(bank)); given_masks
+    (k, H, W): a user's subject masks of the first k images (photo anchors), or None."""
     diffusion_model = model.model.diffusion_model
     if not is_unet(diffusion_model):
         raise UnsupportedModel(f"ConsiStory works on UNet models (SDXL, SD 1.5, SD 2.x); this is a "
@@ -123,7 +124,7 @@ def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: t
     m = model.clone()
     sampling = model_sampling(m)
     run = StoryRun(subject, sharing, share, Window.of(sharing.start_percent, sharing.end_percent, sampling),
-                   replayed, model_sampling=sampling)
+                   replayed, model_sampling=sampling, given_masks=given_masks)
     dift = DiftCapture(run, dift_block(diffusion_model), dift_sigma(sampling, DIFT_TIMESTEP))
     story = Story(run, MaskRecorder(run, diffusion_model), SharedAttention(run), dift, **parts)
     if sharing.anchors > 0 and replayed == 0:  # keep what ConsiStory Anchor Bank needs

@@ -2,8 +2,8 @@
 builder the tests use, with the settings of the paper at SDXL's size."""
 from __future__ import annotations
 
-from .graphs import (make_subject_graph, reuse_subject_graph, story_graph, with_controlnet, with_paper_extras,
-                     with_saved_images)
+from .graphs import (make_subject_graph, photo_subject_graph, reuse_subject_graph, story_graph, with_controlnet,
+                     with_paper_extras, with_saved_images)
 
 CHECKPOINT = "sd_xl_base_1.0.safetensors"
 SCENES = ["walking in a park", "reading a book in a library", "cooking in a kitchen",
@@ -65,6 +65,28 @@ def reuse_subject() -> tuple[dict, dict, list]:
     groups = [("1. New scenes with the saved subject (same words, size, sampler, steps)",
                ["ckpt", "story", "neg", "load_bank", "latent"]),
               ("2. Reuse: new images see the anchors", ["sdsa", "blend", "inject", "sampler"]),
+              ("3. Images and masks", ["decode", "masks", "save_images", "save_masks"])]
+    return g, titles, groups
+
+
+PHOTO = "mug.png"
+PHOTO_SCENES = ["on a desk next to a laptop", "on a picnic blanket in a park", "on a snowy window sill"]
+
+
+def subject_from_photo() -> tuple[dict, dict, list]:
+    """New scenes with the subject of a photo (the paper's training-free personalization)."""
+    kw = dict(PAPER, scenes=PHOTO_SCENES, subject="a red mug", words="mug")
+    g = photo_subject_graph(image=["photo", 0], prefix="mug", blend=True, inject="fast", **kw)
+    g["photo"] = {"class_type": "LoadImage", "inputs": {"image": PHOTO}}
+    g["overlay"] = {"class_type": "PreviewImage", "inputs": {"images": ["load_bank", 2]}}
+    g = _clean(with_saved_images(g, prefix="consistory_photo"))
+    titles = {"photo": "Load Image: the subject's photo", "load_bank": "ConsiStory Subject From Image",
+              "save_bank": "Save Anchor Bank (reuse it later with Load Anchor Bank)",
+              "overlay": "Where the subject was found in the photo",
+              "sdsa": "ConsiStory Use Anchors", "latent": "ConsiStory Bank Latent"}
+    groups = [("1. The photo becomes the anchors (same words, size, sampler and steps as below)",
+               ["ckpt", "photo", "load_bank", "overlay", "save_bank"]),
+              ("2. New scenes see the photo's subject", ["story", "neg", "latent", "sdsa", "blend", "inject", "sampler"]),
               ("3. Images and masks", ["decode", "masks", "save_images", "save_masks"])]
     return g, titles, groups
 
@@ -147,6 +169,17 @@ NOTES = {
         "Edit in Story Prompts: the same subject words as the bank, and the new scenes. Keep the bank's "
         "checkpoint, size, sampler, scheduler and steps (Use Anchors names any difference). Bank Latent sets "
         "the size and each new image's noise.", _OUT]),
+    "consistory_subject_from_photo": "\n".join([
+        "A subject from a photo: the photo becomes the anchors (edit-friendly DDPM inversion), and every new scene "
+        "shows that subject. Best for common objects and animals; the photo's style carries over.", "", _SDXL,
+        f"Load Image: your photo of the subject in ComfyUI/input (a sample ships with the pack: copy "
+        f"workflows/{PHOTO} there). One photo or a batch of a few views; cropped to the size.",
+        "Edit in Subject From Image: the subject as the new prompts name it and its words; optionally a caption per "
+        "photo. Connect a MASK of the subject if the overlay shows the wrong region.",
+        "Edit in Story Prompts: the same subject and words, one new scene per line. Keep the same size, sampler, "
+        "scheduler and steps in both nodes.",
+        "Queue: the images and masks go to ComfyUI/output, the bank to ComfyUI/output/consistory_banks/ "
+        "(mug_00001.safetensors) for later reuse."]),
     "consistory_story_sd15": "\n".join([
         "ConsiStory on SD 1.5 (512 px): the same nodes as for SDXL.", "",
         f"Load Checkpoint: an SD 1.5 checkpoint ({SD15_CHECKPOINT} or a fine-tune) from "
@@ -156,7 +189,7 @@ NOTES = {
 WORKFLOWS = {"consistory_story": story, "consistory_multi_subject": multi_subject,
              "consistory_controlnet": controlnet, "consistory_story_paper": story_paper,
              "consistory_make_subject": make_subject, "consistory_reuse_subject": reuse_subject,
-             "consistory_story_sd15": story_sd15}
+             "consistory_subject_from_photo": subject_from_photo, "consistory_story_sd15": story_sd15}
 
 
 def shrunk(api: dict) -> dict:
@@ -176,4 +209,6 @@ def shrunk(api: dict) -> dict:
             inputs.update(width=128, height=128)
         elif kind == "KSampler":
             inputs.update(steps=10)
+        elif kind == "ConsiStorySubjectFromImage":
+            inputs.update(width=128, height=128, steps=10)
     return api

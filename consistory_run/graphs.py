@@ -142,3 +142,44 @@ def with_controlnet(g, control_net=None, image=None, strength=1.0):
         if name in g:
             g[name]["inputs"].update(positive=["apply", 0], negative=["apply", 1])
     return g
+
+
+def subject_from_image_node(image, *, captions="", seed=0, steps=6, width=128, height=96,
+                            subject="an old man with a hat", words="man, hat", cfg=5.0, sampler="euler",
+                            scheduler="normal", negative="blurry", style="a photo of", mask=None, **_):
+    """ConsiStory Subject From Image on the IMAGE ``image`` (and MASK ``mask``: node outputs,
+    e.g. ["photo", 0]), with story_graph's settings (the others are ignored)."""
+    node = {"class_type": "ConsiStorySubjectFromImage", "inputs": {
+        "model": ["ckpt", 0], "clip": ["ckpt", 1], "vae": ["ckpt", 2], "image": image,
+        "subject": subject, "subject_words": words, "captions": captions, "style_prefix": style,
+        "negative": negative, "width": width, "height": height, "sampler_name": sampler,
+        "scheduler": scheduler, "steps": steps, "cfg": cfg, "seed": seed}}
+    if mask is not None:
+        node["inputs"]["mask"] = mask
+    return node
+
+
+def photo_bank_graph(photos=1, *, prefix="photo", loader=None, image=None, mask=None, **kw):
+    """A subject from photos: ConsiStory Subject From Image -> Save Anchor Bank. image: an IMAGE
+    node (default: a grey EmptyImage of the size, ``photos`` of them); mask: a MASK node or None."""
+    width, height = kw.get("width", 128), kw.get("height", 96)
+    g = {
+        "ckpt": loader or {"class_type": "ConsiStoryTinySDXLCheckpoint", "inputs": {"weight_seed": 0}},
+        "photo": image or {"class_type": "EmptyImage", "inputs": {"width": width, "height": height,
+                                                                   "batch_size": photos, "color": 8421504}},
+        "bank": subject_from_image_node(["photo", 0], mask=None if mask is None else ["mask", 0], **kw),
+        "save_bank": {"class_type": "ConsiStorySaveAnchorBank", "inputs": {"bank": ["bank", 0], "filename_prefix": prefix}},
+    }
+    if mask is not None:
+        g["mask"] = mask
+    return g
+
+
+def photo_subject_graph(scenes, image, *, captions="", mask=None, prefix="photo_subject", **kw):
+    """New scenes with the subject of photos, in one graph: Subject From Image -> Use Anchors and
+    Bank Latent (the bank also saved under ``prefix``). image / mask: IMAGE / MASK node outputs."""
+    g = reuse_subject_graph(scenes, "unused", **kw)
+    g["load_bank"] = subject_from_image_node(image, captions=captions, mask=mask, **kw)
+    g["save_bank"] = {"class_type": "ConsiStorySaveAnchorBank", "inputs": {"bank": ["load_bank", 0],
+                                                                          "filename_prefix": prefix}}
+    return g

@@ -9,6 +9,22 @@ import tempfile
 from pathlib import Path
 
 
+def run_fresh(graph: dict, folder: Path) -> dict:
+    """Runs a graph in a new Python process (its output folder ``folder``); returns what its
+    LatentCapture nodes captured."""
+    import subprocess
+    import sys
+    from safetensors.torch import load_file
+    path, latents = folder / "graph.json", folder / "latents.safetensors"
+    path.write_text(json.dumps(graph))
+    proc = subprocess.run([sys.executable, "-m", "consistory_testing.run_graph", str(path), "--latents", str(latents),
+                           "--output-dir", str(folder)], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the graph failed in a fresh process:\n{proc.stderr[-3000:]}")
+    return load_file(str(latents))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("graph", type=Path)

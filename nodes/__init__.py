@@ -9,6 +9,7 @@ from .query_blend import QueryBlend
 from .save_load_bank import LoadAnchorBank, SaveAnchorBank
 from .story_prompts import StoryPrompts
 from .subject_driven_attention import SubjectDrivenSelfAttention
+from .subject_from_image import SubjectFromImage
 from .subject_masks import SubjectMaskSettings
 from .use_anchors import UseAnchors
 
@@ -25,6 +26,7 @@ NODE_CLASS_MAPPINGS = {
     "ConsiStoryLoadAnchorBank": LoadAnchorBank,
     "ConsiStoryUseAnchors": UseAnchors,
     "ConsiStoryBankLatent": BankLatent,
+    "ConsiStorySubjectFromImage": SubjectFromImage,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -40,4 +42,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ConsiStoryLoadAnchorBank": "ConsiStory Load Anchor Bank",
     "ConsiStoryUseAnchors": "ConsiStory Use Anchors",
     "ConsiStoryBankLatent": "ConsiStory Bank Latent",
+    "ConsiStorySubjectFromImage": "ConsiStory Subject From Image",
 }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..consistory_core import masks_from_maps
 from ..consistory_patches.story import run_of_samples, story_of
 from .sockets import STORY
 
@@ -44,16 +43,19 @@ class MaskPreview:
             raise ValueError(f"ConsiStory Mask Preview: {e}") from None
         if maps is None:
             raise ValueError("ConsiStory Mask Preview: no masks yet; sample with this model first")
-        maps = maps[run.replayed:]  # replayed anchors are not among the images
-        n, _, h, w = maps.shape
+        h, w = maps.shape[2:]
+        subjects = run.tracker.masks_of(maps, (h, w))[run.replayed:]  # replayed anchors are not among the images
+        n = subjects.shape[0]
         if images.shape[0] != n:
             raise ValueError(f"ConsiStory Mask Preview: {images.shape[0]} images but the run had {n}")
-        subjects = masks_from_maps(maps, (h, w), run.tracker.word_subject, run.tracker.threshold_scale)
-        size = images.shape[1:3]
-        per_subject = F.interpolate(subjects.float().reshape(n, -1, h, w), size=size, mode="nearest")
-        per_subject = per_subject.cpu()
-        colours = COLOURS[torch.arange(per_subject.shape[1]) % len(COLOURS)]
-        tint = torch.einsum("nshw,sc->nhwc", per_subject, colours).clamp(0, 1)
-        cover = per_subject.amax(1).unsqueeze(-1) * opacity
-        overlay = images.cpu() * (1 - cover) + tint * cover
-        return per_subject.amax(1), overlay
+        return mask_overlay(images, subjects.reshape(n, -1, h, w), opacity)
+
+
+def mask_overlay(images: torch.Tensor, subjects: torch.Tensor, opacity: float) -> tuple:
+    """images (n, H, W, 3), subjects (n, S, h, w) bool -> (union mask (n, H, W), the images
+    with each subject's mask in its own colour)."""
+    per_subject = F.interpolate(subjects.float(), size=images.shape[1:3], mode="nearest").cpu()
+    colours = COLOURS[torch.arange(per_subject.shape[1]) % len(COLOURS)]
+    tint = torch.einsum("nshw,sc->nhwc", per_subject, colours).clamp(0, 1)
+    cover = per_subject.amax(1).unsqueeze(-1) * opacity
+    return per_subject.amax(1), images.cpu()[..., :3] * (1 - cover) + tint * cover

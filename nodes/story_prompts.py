@@ -55,6 +55,53 @@ def word_pieces(clip, word: str) -> list[int]:
     return ids[1:ids.index(END, 1)]
 
 
+def encode_story(clip, subject: str, subject_words: str, scene_list: list[str], style_prefix: str,
+                 node: str) -> tuple:
+    """(conditioning with one row per scene, StorySubject): the prompts ``style subject(s)
+    scene`` encoded, and the subject words' token positions in each; ``node`` names the
+    asker in errors."""
+    subjects = [s.strip() for s in subject.splitlines() if s.strip()]
+    if not subjects:
+        raise ValueError(f"{node}: the subject is empty")
+    word_lines = [l for l in subject_words.splitlines() if l.strip()]
+    if word_lines and len(word_lines) != len(subjects):
+        raise ValueError(f"{node}: {len(subjects)} subject(s) but "
+                         f"{len(word_lines)} line(s) of subject words; give one line per subject")
+    words = [split_words(l) for l in word_lines] or [default_words(s) for s in subjects]
+    for s, w in zip(subjects, words):
+        if not w:
+            raise ValueError(f"{node}: no subject words for {s!r}")
+    flat_words = [w for ws in words for w in ws]
+    word_subject = tuple(i for i, ws in enumerate(words) for _ in ws)
+    pieces = {w: word_pieces(clip, w) for w in flat_words}
+    for w, p in pieces.items():
+        if not p:
+            raise ValueError(f"{node}: the subject word {w!r} has no tokens")
+
+    prompts = [story_prompt(style_prefix, subjects, scene) for scene in scene_list]
+    conds, pooled, positions, lengths = [], [], [], []
+    for prompt in prompts:
+        tokens = clip.tokenize(prompt)
+        ids = token_ids(tokens)
+        try:
+            found = subject_positions(ids, pieces, prompt)
+        except SubjectWordMissing as e:
+            raise ValueError(f"{node}: {e}") from None
+        cond, pool = clip.encode_from_tokens(tokens, return_pooled=True)
+        conds.append(cond)
+        pooled.append(pool)
+        positions.append([found[w] for w in flat_words])
+        lengths.append(cond.shape[1])
+    length = math.lcm(*lengths)
+    conds = [c.repeat(1, length // c.shape[1], 1) for c in conds]  # as the host pads
+    positions = tuple(tuple(tuple(repeated_positions(p, n, length)) for p in words_pos)
+                      for words_pos, n in zip(positions, lengths))
+    story = StorySubject(prompts=tuple(prompts),
+                         subjects=tuple((s, tuple(w)) for s, w in zip(subjects, words)),
+                         positions=positions, word_subject=word_subject, token_length=length)
+    return [[torch.cat(conds), {"pooled_output": torch.cat(pooled)}]], story
+
+
 class StoryPrompts:
     """Encodes a story: ``style subject scene`` for each scene, one image each."""
 
@@ -88,47 +135,9 @@ class StoryPrompts:
     DESCRIPTION = "Builds one prompt per scene around a shared subject and finds the subject words in each."
 
     def encode(self, clip, subject, subject_words, scenes, style_prefix):
-        subjects = [s.strip() for s in subject.splitlines() if s.strip()]
         scene_list = [s.strip() for s in scenes.splitlines() if s.strip()]
-        if not subjects:
-            raise ValueError("ConsiStory Story Prompts: the subject is empty")
         if not scene_list:
             raise ValueError("ConsiStory Story Prompts: give at least one scene (one per line)")
-        word_lines = [l for l in subject_words.splitlines() if l.strip()]
-        if word_lines and len(word_lines) != len(subjects):
-            raise ValueError(f"ConsiStory Story Prompts: {len(subjects)} subject(s) but "
-                             f"{len(word_lines)} line(s) of subject words; give one line per subject")
-        words = [split_words(l) for l in word_lines] or [default_words(s) for s in subjects]
-        for s, w in zip(subjects, words):
-            if not w:
-                raise ValueError(f"ConsiStory Story Prompts: no subject words for {s!r}")
-        flat_words = [w for ws in words for w in ws]
-        word_subject = tuple(i for i, ws in enumerate(words) for _ in ws)
-        pieces = {w: word_pieces(clip, w) for w in flat_words}
-        for w, p in pieces.items():
-            if not p:
-                raise ValueError(f"ConsiStory Story Prompts: the subject word {w!r} has no tokens")
-
-        prompts = [story_prompt(style_prefix, subjects, scene) for scene in scene_list]
-        conds, pooled, positions, lengths = [], [], [], []
-        for prompt in prompts:
-            tokens = clip.tokenize(prompt)
-            ids = token_ids(tokens)
-            try:
-                found = subject_positions(ids, pieces, prompt)
-            except SubjectWordMissing as e:
-                raise ValueError(f"ConsiStory Story Prompts: {e}") from None
-            cond, pool = clip.encode_from_tokens(tokens, return_pooled=True)
-            conds.append(cond)
-            pooled.append(pool)
-            positions.append([found[w] for w in flat_words])
-            lengths.append(cond.shape[1])
-        length = math.lcm(*lengths)
-        conds = [c.repeat(1, length // c.shape[1], 1) for c in conds]  # as the host pads
-        positions = tuple(tuple(tuple(repeated_positions(p, n, length)) for p in words_pos)
-                          for words_pos, n in zip(positions, lengths))
-        story = StorySubject(prompts=tuple(prompts),
-                             subjects=tuple((s, tuple(w)) for s, w in zip(subjects, words)),
-                             positions=positions, word_subject=word_subject, token_length=length)
-        conditioning = [[torch.cat(conds), {"pooled_output": torch.cat(pooled)}]]
-        return conditioning, story, len(prompts)
+        conditioning, story = encode_story(clip, subject, subject_words, scene_list, style_prefix,
+                                           "ConsiStory Story Prompts")
+        return conditioning, story, story.images

@@ -38,5 +38,5 @@ class UseAnchors:
         story = story_with_anchors(bank, subject)
         m, _ = patch_story(model, story, bank.description.sharing,
                            reuse_mapping(bank.anchors, subject.images, share_new),
-                           replayed=bank.anchors, replay=AnchorReplay(bank))
+                           replayed=bank.anchors, given_masks=bank.subject_masks, replay=AnchorReplay(bank))
         return (m,)

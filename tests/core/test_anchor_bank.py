@@ -72,7 +72,7 @@ def test_saving_over_a_larger_file_leaves_a_readable_bank(tmp_path):
     ("truncated", "cannot be read as a .safetensors file"),
     ("empty", "cannot be read as a .safetensors file"),
     ("other safetensors", "is not a ConsiStory anchor bank"),
-    ("newer version", "format version 9 bank; this version of comfyui-consistory reads format versions up to 2"),
+    ("newer version", "format version 9 bank; this version of comfyui-consistory reads format versions up to 3"),
     ("missing tensor", "incomplete anchor bank"),
 ])
 def test_broken_files_are_refused_clearly(tmp_path, damage, match):
@@ -97,3 +97,49 @@ def test_broken_files_are_refused_clearly(tmp_path, damage, match):
         save_file(tensors, str(path), metadata=b.metadata())
     with pytest.raises(BankError, match=match):
         AnchorBank.load(path)
+
+
+def photo_bank(masks=True):
+    import dataclasses
+    b = bank()
+    d = dataclasses.replace(b.description, origin="photo", method={})
+    return dataclasses.replace(b, description=d, subject_masks=torch.rand(2, 6, 8) if masks else None)
+
+
+def test_a_photo_bank_is_format_3_with_its_masks_and_a_generated_one_stays_format_2(tmp_path):
+    from safetensors import safe_open
+    for name, b, version in [("generated", bank(), "2"), ("photo", photo_bank(), "3"),
+                             ("photo_no_mask", photo_bank(masks=False), "3")]:
+        b.save(tmp_path / f"{name}.safetensors")
+        with safe_open(str(tmp_path / f"{name}.safetensors"), framework="pt") as f:
+            assert f.metadata()["version"] == version, name
+        again = AnchorBank.load(tmp_path / f"{name}.safetensors")
+        assert again.description == b.description
+        assert (again.subject_masks is None) == (b.subject_masks is None)
+        if b.subject_masks is not None:
+            assert torch.equal(again.subject_masks, b.subject_masks)
+    assert "origin" not in bank().description.to_json()  # format-2 info unchanged
+
+
+def test_a_photo_bank_takes_any_blend_and_injection_settings_a_generated_one_does_not():
+    import dataclasses
+    method = {"blend": {"start_strength": 0.9}, "injection": None}
+    photo_bank().check_method(method)
+    generated = dataclasses.replace(bank(), description=dataclasses.replace(
+        bank().description, method={"blend": None, "injection": None}))
+    with pytest.raises(BankError, match="made with ConsiStory Query Blend not used"):
+        generated.check_method(method)
+
+
+@pytest.mark.parametrize("broken, match", [("masks", r"subject masks \(3, 6, 8\) for 2 anchors"),
+                                           ("origin", "unknown origin 'drawing'")])
+def test_a_photo_bank_with_wrong_masks_or_origin_is_refused(tmp_path, broken, match):
+    import dataclasses
+    b = photo_bank()
+    if broken == "masks":
+        b = dataclasses.replace(b, subject_masks=torch.rand(3, 6, 8))
+    else:
+        b = dataclasses.replace(b, description=dataclasses.replace(b.description, origin="drawing"))
+    b.save(tmp_path / "b.safetensors")
+    with pytest.raises(BankError, match=match):
+        AnchorBank.load(tmp_path / "b.safetensors")

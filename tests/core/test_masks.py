@@ -272,3 +272,34 @@ def test_window_must_be_positive():
     """window < 1 is rejected."""
     with pytest.raises(ValueError):
         SubjectMaskTracker([0], window=0)
+
+
+def test_given_masks_replace_the_first_images_masks_at_every_grid():
+    from consistory_core.masks import with_given_masks
+    found = torch.zeros(3, 2, 4 * 4, dtype=torch.bool)
+    found[2] = True
+    given = torch.zeros(2, 16, 16)
+    given[0, :8, :8] = 1.0   # photo 0: top-left quarter
+    given[1, :, :6] = 1.0    # photo 1: 6 of 16 columns: half of the second grid column, no more
+    out = with_given_masks(found, given, (4, 4))
+    expected0 = torch.zeros(4, 4, dtype=torch.bool)
+    expected0[:2, :2] = True
+    expected1 = torch.zeros(4, 4, dtype=torch.bool)
+    expected1[:, :2] = True
+    assert torch.equal(out[0, 0].reshape(4, 4), expected0) and torch.equal(out[0, 1], out[0, 0])
+    assert torch.equal(out[1, 0].reshape(4, 4), expected1)
+    assert torch.equal(out[2], found[2]) and not found[:2].any()  # other images and the input untouched
+    assert with_given_masks(found, None, (4, 4)) is found
+
+
+def test_the_tracker_uses_given_masks_for_shared_attention_and_for_injection():
+    from consistory_core.masks import SubjectMaskTracker
+    given = torch.ones(1, 8, 8)
+    tracker = SubjectMaskTracker([0], window=2, given=given)
+    maps = torch.zeros(2, 1, 16)
+    maps[:, 0, 5] = 1.0  # one bright patch in both images
+    tracker.add(maps, (4, 4))
+    tracker.next_step()
+    union = tracker.union_mask((4, 4))
+    assert union[0].all() and union[1].sum() == 1
+    assert torch.equal(tracker.masks_of(maps.reshape(2, 1, 4, 4), (4, 4)).any(1), union)

@@ -9,22 +9,12 @@ import pytest
 import torch
 
 from consistory_run.graphs import make_subject_graph, reuse_subject_graph, story_graph
+from consistory_testing.run_graph import run_fresh
 
 REPO = Path(__file__).resolve().parents[2]
 ANCHORS = ["walking in a park", "reading a book"]
 NEW = ["cooking dinner", "swimming in a lake", "riding a horse"]
 STEPS = 8
-
-
-def run_fresh(graph: dict, tmp_path: Path) -> dict:
-    """Runs a graph in a new Python process; returns its captured latents."""
-    from safetensors.torch import load_file
-    path, latents = tmp_path / "graph.json", tmp_path / "latents.safetensors"
-    path.write_text(json.dumps(graph))
-    proc = subprocess.run([sys.executable, "-m", "consistory_testing.run_graph", str(path), "--latents", str(latents),
-                           "--output-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return load_file(str(latents))
 
 
 @pytest.mark.parametrize("new", [NEW[:1], NEW], ids=["one new prompt", "three new prompts"])

@@ -55,7 +55,8 @@ def user_files(tmp_path, monkeypatch):
     if hasattr(folder_paths, "filename_list_cache"):
         monkeypatch.setattr(folder_paths, "filename_list_cache", {})
     (tmp_path / "input").mkdir()
-    Image.new("RGB", (64, 64), (128, 128, 128)).save(tmp_path / "input" / "depth.png")
+    for image in ("depth.png", "mug.png"):
+        Image.new("RGB", (64, 64), (128, 128, 128)).save(tmp_path / "input" / image)
     (tmp_path / "output" / "consistory_banks").mkdir(parents=True)
     (tmp_path / "output" / "consistory_banks" / "old_man_00001.safetensors").write_bytes(b"")
     monkeypatch.setattr(folder_paths, "input_directory", str(tmp_path / "input"))
@@ -195,4 +196,4 @@ def test_every_workflow_has_a_note_saying_what_to_load_where_and_what_to_edit(na
         assert value.split("/")[-1].split("_0")[0] in notes[0], (kind, value)
     assert "ComfyUI/models/checkpoints" in notes[0] and "Edit" in notes[0]
     if "LoadImage" in loaders:
-        assert (REPO / "workflows" / loaders["LoadImage"]).is_file()  # the sample depth image ships
+        assert (REPO / "workflows" / loaders["LoadImage"]).is_file()  # the sample image ships

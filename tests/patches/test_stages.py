@@ -187,3 +187,24 @@ def test_dift_features_are_copies_that_a_later_in_place_patch_cannot_change():
     h_dift[:, :3] *= 1.5
     assert torch.equal(capture.recorded_features()[1], before)
     assert torch.equal(capture.pass_features, dift_before)
+
+
+def test_a_second_sampling_with_the_same_schedule_tensor_is_a_new_run():
+    """The host hands the schedule to every UNet call (sample_sigmas); a graph may sample twice
+    with one schedule tensor (a node's cached output). Back at its first sigma after later
+    steps is a new run: the clock restarts and the masks start afresh."""
+    subject = runtime("consistory_patches.values").StorySubject(("a", "b"), (("cat", ("cat",)),),
+                                                               (((1,),), ((1,),)), (0,), 77)
+    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool), WHOLE,
+                             model_sampling=Sampling())
+    schedule = torch.tensor([10.0, 6.0, 3.0, 0.0])
+    for sampling in range(2):
+        run.follow(schedule)
+        for step, sigma in enumerate(schedule[:-1]):
+            run.sync(torch.full((2,), float(sigma)))
+            assert run.position() == (step, 3) and run.runs == sampling + 1
+    run.follow(schedule)
+    run.sync(torch.full((2,), 6.0))  # a sampler that rejects a step and goes back up, not to the top
+    run.sync(torch.full((2,), 3.0))
+    run.sync(torch.full((2,), 6.0))
+    assert run.runs == 2
