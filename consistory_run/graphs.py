@@ -146,14 +146,14 @@ def with_controlnet(g, control_net=None, image=None, strength=1.0):
 
 def subject_from_image_node(image, *, captions="", seed=0, steps=6, width=128, height=96,
                             subject="an old man with a hat", words="man, hat", cfg=5.0, sampler="euler",
-                            scheduler="normal", negative="blurry", style="a photo of", mask=None, **_):
+                            scheduler="normal", negative="blurry", style="a photo of", mask=None, dropout=0.5, **_):
     """ConsiStory Subject From Image on the IMAGE ``image`` (and MASK ``mask``: node outputs,
     e.g. ["photo", 0]), with story_graph's settings (the others are ignored)."""
     node = {"class_type": "ConsiStorySubjectFromImage", "inputs": {
         "model": ["ckpt", 0], "clip": ["ckpt", 1], "vae": ["ckpt", 2], "image": image,
         "subject": subject, "subject_words": words, "captions": captions, "style_prefix": style,
         "negative": negative, "width": width, "height": height, "sampler_name": sampler,
-        "scheduler": scheduler, "steps": steps, "cfg": cfg, "seed": seed}}
+        "scheduler": scheduler, "steps": steps, "cfg": cfg, "seed": seed, "dropout": dropout}}
     if mask is not None:
         node["inputs"]["mask"] = mask
     return node

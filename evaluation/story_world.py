@@ -144,13 +144,13 @@ def measure(images, masks, prompts: list[str]) -> dict:
 METRICS = ("consistency", "alignment", "scene", "layout", "diversity", "mask_iou", "found")
 
 
-def summarise(rows: list[dict]) -> dict:
+def summarise(rows: list[dict], metrics=METRICS) -> dict:
     """config -> metric -> (median over seeds, min, max) of the per-seed mean over sets."""
     out = {}
     for config in dict.fromkeys(r["config"] for r in rows):
         mine = [r for r in rows if r["config"] == config]
         per_seed = {m: [float(np.nanmean([r[m] for r in mine if r["seed"] == s]))
-                        for s in sorted({r["seed"] for r in mine})] for m in METRICS}
+                        for s in sorted({r["seed"] for r in mine})] for m in metrics}
         out[config] = {m: (statistics.median(v), min(v), max(v)) for m, v in per_seed.items()}
     return out
 

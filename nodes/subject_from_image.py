@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..consistory_core.settings import MaskSettings, SharingSettings
+from ..consistory_core.settings import MaskSettings, SettingsError, SharingSettings
 from ..consistory_patches.host_api import sampler_names, sampler_sigmas
 from ..consistory_patches.photo_anchors import ONE_EVALUATION_SAMPLERS, invert_photos
 from .mask_preview import mask_overlay
@@ -65,6 +65,9 @@ class SubjectFromImage:
                      "Without it the subject is found from the subject words' cross-attention."}),
             "mask_settings": (MASK_SETTINGS_TYPE, {"tooltip": "From ConsiStory Subject Masks; the paper's if absent. "
                               "Kept in the bank: the new scenes' masks are made the same way."}),
+            "dropout": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                        "Chance that a photo's subject patch is hidden from a new image at a step (the paper's "
+                        "0.5; kept in the bank). Lower: closer to the photo, less pose variety."}),
         }}
 
     RETURN_TYPES = (BANK_TYPE, "MASK", "IMAGE")
@@ -80,7 +83,7 @@ class SubjectFromImage:
                    "Works best on common objects and animals; the photo's style carries over.")
 
     def make(self, model, clip, vae, image, subject, subject_words, captions, style_prefix, negative, width,
-             height, sampler_name, scheduler, steps, cfg, seed, mask=None, mask_settings=None):
+             height, sampler_name, scheduler, steps, cfg, seed, mask=None, mask_settings=None, dropout=0.5):
         samplers, schedulers = sampler_names()
         if sampler_name not in ONE_EVALUATION_SAMPLERS or sampler_name not in samplers:
             raise ValueError(f"{NODE}: sampler_name {sampler_name!r} is not one that evaluates the model once per "
@@ -115,7 +118,10 @@ class SubjectFromImage:
         if tuple(latent.shape[-2:]) != latent_hw:
             raise ValueError(f"{NODE}: the VAE made {tuple(latent.shape[-2:])} latents of a "
                              f"{pixels.shape[2]}x{pixels.shape[1]} image, not {latent_hw}")
-        sharing = SharingSettings(masks=mask_settings or MaskSettings())
+        try:
+            sharing = SharingSettings(dropout=dropout, masks=mask_settings or MaskSettings())
+        except SettingsError as e:
+            raise ValueError(f"{NODE}: {e}") from None
         try:
             sigmas = sampler_sigmas(model, sampler_name, scheduler, steps)
             result = invert_photos(model, latent, conditioning, [[uncond, {"pooled_output": pooled}]], story,

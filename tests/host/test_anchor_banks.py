@@ -1,9 +1,6 @@
 """Anchor banks on the real host: a subject made once, saved, loaded in a fresh process and
 reused for new prompts gives the new images exactly what one batch with the anchors gives."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +8,6 @@ import torch
 from consistory_run.graphs import make_subject_graph, reuse_subject_graph, story_graph
 from consistory_testing.run_graph import run_fresh
 
-REPO = Path(__file__).resolve().parents[2]
 ANCHORS = ["walking in a park", "reading a book"]
 NEW = ["cooking dinner", "swimming in a lake", "riding a horse"]
 STEPS = 8
