@@ -105,9 +105,12 @@ class SubjectFromImage:
         if mask is not None:
             mask = mask if mask.ndim == 3 else mask[None]
             if mask.shape[0] not in (1, photos) or tuple(mask.shape[1:]) != tuple(image.shape[1:3]):
+                hint = (" (Load Image gives an empty 64x64 mask for a photo without transparency: paint the subject "
+                        "in its mask editor, or leave the mask unconnected)" if tuple(mask.shape[1:]) == (64, 64)
+                        and not mask.any() else "")
                 raise ValueError(f"{NODE}: the mask is {mask.shape[0]} x {mask.shape[2]}x{mask.shape[1]} but the "
                                  f"image is {photos} x {image.shape[2]}x{image.shape[1]}; give one mask of the "
-                                 "photo's size, or one per photo")
+                                 f"photo's size, or one per photo{hint}")
             given = fitted(mask[..., None].expand(photos, -1, -1, -1).float(), latent_hw[1], latent_hw[0],
                            "area")[..., 0].clamp(0, 1)
         conditioning, story = encode_story(clip, subject, subject_words, lines, style_prefix, NODE)

@@ -11,7 +11,8 @@ from consistory_testing.server import get_json, post_json, running_server
 REPO = Path(__file__).resolve().parents[2]
 PACK_NODES = ["ConsiStoryStoryPrompts", "ConsiStorySubjectMasks", "ConsiStorySDSA", "ConsiStoryMaskPreview",
               "ConsiStoryQueryBlend", "ConsiStoryFeatureInjection", "ConsiStoryCollectFeatures",
-              "ConsiStoryAnchorBank", "ConsiStorySaveAnchorBank", "ConsiStoryLoadAnchorBank", "ConsiStoryUseAnchors"]
+              "ConsiStoryAnchorBank", "ConsiStorySaveAnchorBank", "ConsiStoryLoadAnchorBank", "ConsiStoryUseAnchors",
+              "ConsiStoryBankLatent", "ConsiStorySubjectFromImage"]
 
 
 @pytest.fixture(scope="module")

@@ -154,7 +154,10 @@ NODE = "ConsiStory Subject From Image: "
     (dict(captions="in a park\non a beach\nin a car"), NODE + r"2 photo\(s\) but 3 caption lines"),
     (dict(words="cat"), NODE + r"subject word 'cat' does not occur in the prompt"),
     (dict(mask={"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}}),
-     NODE + r"the mask is 1 x 64x64 but the image is 2 x 128x96"),
+     NODE + r"the mask is 1 x 64x64 but the image is 2 x 128x96; give one mask of the photo's size, or one per "
+            r"photo \(node"),
+    (dict(mask={"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}}),  # Load Image's
+     NODE + r"the mask is 1 x 64x64 .*\(Load Image gives an empty 64x64 mask for a photo without transparency"),
     (dict(sampler="heun"), r"sampler_name: 'heun' not in \['euler', 'euler_ancestral'"),  # the host's check
 ])
 def test_bad_input_is_refused_naming_it(host, latents, outputs, change, match):
