@@ -58,9 +58,11 @@ def post_json(url: str, data: dict, timeout: float = 30):
         return json.loads(r.read())
 
 
-@contextlib.contextmanager
-def running_server(base: Path, start_timeout: float = 180):
-    """Yields the server's URL; the server is stopped on exit, whatever happened."""
+PROCESSES: dict = {}  # url -> the server's process, while it runs (tests stop one on purpose)
+
+
+def _start(base: Path):
+    """(process, url, log file) of a server started on a free loopback port."""
     port = free_port()
     log = open(base / "server.log", "w")
     command = [sys.executable, "-m", "consistory_testing.serve", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
@@ -68,24 +70,53 @@ def running_server(base: Path, start_timeout: float = 180):
     process = subprocess.Popen(command, cwd=PACK_DIR, stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server stopped at start:\n{(base / 'server.log').read_text()[-4000:]}")
-            try:
-                get_json(url + "/system_stats", timeout=5)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no server after {start_timeout} s:\n{(base / 'server.log').read_text()[-4000:]}")
-                time.sleep(1)
-        yield url
-    finally:
-        process.terminate()
+    PROCESSES[url] = process
+    return process, url, log
+
+
+def _wait_ready(process, url: str, base: Path, start_timeout: float) -> None:
+    deadline = time.monotonic() + start_timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server stopped at start:\n{(base / 'server.log').read_text()[-4000:]}")
         try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            get_json(url + "/system_stats", timeout=5)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no server after {start_timeout} s:\n{(base / 'server.log').read_text()[-4000:]}")
+            time.sleep(1)
+
+
+def _stop(process, url: str, log) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log.close()
+    PROCESSES.pop(url, None)
+
+
+@contextlib.contextmanager
+def running_servers(bases: list, start_timeout: float = 300):
+    """Yields the URLs of one server per base folder, started together; all are stopped on
+    exit, whatever happened."""
+    started = []
+    try:
+        for base in bases:
+            started.append((*_start(base), base))
+        for process, url, _, base in started:
+            _wait_ready(process, url, base, start_timeout)
+        yield [url for _, url, _, _ in started]
+    finally:
+        for process, url, log, _ in started:
+            _stop(process, url, log)
+
+
+@contextlib.contextmanager
+def running_server(base: Path, start_timeout: float = 180):
+    """Yields the server's URL; the server is stopped on exit, whatever happened."""
+    with running_servers([base], start_timeout) as (url,):
+        yield url

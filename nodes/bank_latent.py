@@ -13,6 +13,10 @@ class BankLatent:
         return {"required": {
             "bank": (BANK_TYPE, {"tooltip": "The bank Use Anchors reuses (its size is the latent's)."}),
             "subject": (SUBJECT_TYPE, {"tooltip": "The new prompts, from ConsiStory Story Prompts: one image each."}),
+        }, "optional": {
+            "first": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "How many of the story's new images "
+                      "come before these (a long story rendered in parts, e.g. on several servers): each image "
+                      "gets the noise of its place in the whole story."}),
         }}
 
     RETURN_TYPES = ("LATENT",)
@@ -23,7 +27,7 @@ class BankLatent:
     DESCRIPTION = ("The latent for Use Anchors' new prompts: no Empty Latent + Latent From Batch arithmetic to keep "
                    "in step with the bank by hand.")
 
-    def latent(self, bank, subject):
-        k, n = bank.anchors, subject.images
+    def latent(self, bank, subject, first=0):
+        k, n = bank.anchors + first, subject.images
         channels, (h, w) = bank.inputs.shape[2], bank.latent_hw
         return ({"samples": torch.zeros(n, channels, h, w), "batch_index": list(range(k, k + n))},)

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-RUNTIME = ("__init__.py", "nodes", "consistory_core", "consistory_patches")
+RUNTIME = ("__init__.py", "server_routes.py", "nodes", "consistory_core", "consistory_patches")
 
 
 def ignored_patterns() -> list[str]:
@@ -27,7 +27,7 @@ def test_the_archive_leaves_out_tests_and_tools_and_keeps_the_runtime():
     for path in ("tests/core/test_packaging.py", "consistory_testing/probes.py", "scripts/setup.sh",
                  "benchmarks/sdxl_cost.py", "consistory_run/host.py", "tests/fixtures/bank_format1.safetensors"):
         assert is_ignored(path), path
-    for path in ("__init__.py", "nodes/story_prompts.py", "consistory_core/sdsa.py", "consistory_patches/story.py",
+    for path in ("__init__.py", "server_routes.py", "nodes/story_prompts.py", "consistory_core/sdsa.py", "consistory_patches/story.py",
                  "workflows/consistory_story.json", "LICENSE", "README.md", "docs/icon.png"):
         assert not is_ignored(path), path
 
