@@ -36,10 +36,11 @@ ONE_EVALUATION_SAMPLERS = ("euler", "euler_ancestral", "ddim", "ddpm", "lcm", "d
 @dataclass
 class PhotoInversion:
     """bank: the photo bank; model: the SDSA-patched clone that was sampled (Euler ancestral
-    on it with the corrections walks the trajectory again); inputs (n, k, C, h, w): the inverted trajectory (model space);
-    corrections: n tensors (k, C, h, w), the noise maps of Euler ancestral's steps (the last:
-    the residual x0 - D); masks (k, h0, w0) bool: the subject masks the new images share from
-    (the given ones, else cross-attention's at the end of the run)."""
+    on it with the corrections walks the trajectory again); inputs (n, k, C, h, w): the
+    inverted trajectory (model space); corrections: n tensors (k, C, h, w), the noise maps of
+    Euler ancestral's steps (the last: the residual x0 - D); masks (k, h0, w0) bool: the
+    subject masks the new images share from (the given ones, else cross-attention's at the
+    end of the run)."""
     bank: AnchorBank
     model: object
     inputs: torch.Tensor
