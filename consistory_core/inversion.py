@@ -72,23 +72,27 @@ def ancestral_sigmas(sigma: float, sigma_next: float) -> tuple[float, float]:
     return math.sqrt(max(0.0, sigma_next ** 2 - up ** 2)), up
 
 
+def _ancestral_mean(x: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_next: float) -> tuple:
+    """(where the step goes before its noise, sigma_up): the Euler step to sigma_down; on the
+    last step (sigma_next = 0) the denoised estimate and no noise (sigma_up None)."""
+    if float(sigma_next) == 0.0:
+        return denoised, None
+    down, up = ancestral_sigmas(sigma, sigma_next)
+    return x + (x - denoised) / float(sigma) * (down - float(sigma)), up
+
+
 def ancestral_correction(x: torch.Tensor, x_next: torch.Tensor, denoised: torch.Tensor,
                          sigma: float, sigma_next: float) -> torch.Tensor:
     """The correction of one step (all (k, C, h, w)): the noise map z that takes the
     ancestral sampler from x to x_next, or on the last step (sigma_next = 0) the residual
     x_next - denoised."""
-    if float(sigma_next) == 0.0:
-        return x_next - denoised
-    down, up = ancestral_sigmas(sigma, sigma_next)
-    mean = x + (x - denoised) / float(sigma) * (down - float(sigma))
-    return (x_next - mean) / up
+    mean, up = _ancestral_mean(x, denoised, sigma, sigma_next)
+    return x_next - mean if up is None else (x_next - mean) / up
 
 
 def ancestral_step(x: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_next: float,
                    correction: torch.Tensor) -> torch.Tensor:
     """One Euler-ancestral step from x at sigma to sigma_next with the given correction
     (``ancestral_correction``'s inverse)."""
-    if float(sigma_next) == 0.0:
-        return denoised + correction
-    down, up = ancestral_sigmas(sigma, sigma_next)
-    return x + (x - denoised) / float(sigma) * (down - float(sigma)) + correction * up
+    mean, up = _ancestral_mean(x, denoised, sigma, sigma_next)
+    return mean + correction if up is None else mean + correction * up

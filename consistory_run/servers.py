@@ -31,9 +31,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from .__main__ import slug
 from .graphs import reuse_subject_graph
 
 
@@ -67,7 +68,6 @@ class Settings:
     scheduler: str = "ddim_uniform"
     blend: bool = True
     inject: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def chunks_of(scenes: list, size: int) -> list[Chunk]:
@@ -80,7 +80,7 @@ def chunk_graph(chunk: Chunk, bank_name: str, s: Settings, prefix: str) -> dict:
     g = reuse_subject_graph(list(chunk.scenes), bank_name, loader=s.loader, subject=s.subject, words=s.words,
                             style=s.style, negative=s.negative, seed=s.seed, steps=s.steps, cfg=s.cfg,
                             sampler=s.sampler, scheduler=s.scheduler, blend=s.blend,
-                            inject="fast" if s.inject else None, **s.extra)
+                            inject="fast" if s.inject else None)
     del g["capture"]
     g["latent"]["inputs"]["first"] = chunk.first
     g["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sampler", 0], "vae": ["ckpt", 2]}}
@@ -99,10 +99,10 @@ def settings_from_bank(bank_path: Path, loader: dict, **kw) -> Settings:
     if injection is not None and injection.get("mode") == "two passes":
         raise StoryError("the bank was made with two-pass Feature Injection, which these chunk graphs do not run; "
                          "render it in one ComfyUI with the two-pass graph, or make the bank with one-pass injection")
-    photo = d.origin == "photo" or not method
+    any_method = d.origin == "photo" or not method  # not recorded (format 1): the default method
     return Settings(subject="\n".join(t for t, _ in d.subjects), words="\n".join(", ".join(w) for _, w in d.subjects),
-                    loader=loader, blend=photo or method.get("blend") is not None,
-                    inject=photo or injection is not None, **kw)
+                    loader=loader, blend=any_method or method.get("blend") is not None,
+                    inject=any_method or injection is not None, **kw)
 
 
 # -- HTTP -----------------------------------------------------------------------------------
@@ -227,14 +227,10 @@ def render(servers: list[str], bank: Path, scenes: list[str], settings: Settings
     files = []
     for chunk in chunks:
         for offset, (scene, data) in enumerate(zip(chunk.scenes, done[chunk.index])):
-            path = out / f"{chunk.first + offset + 1:03d}_{_slug(scene)}.png"
+            path = out / f"{chunk.first + offset + 1:03d}_{slug(scene)}.png"
             path.write_bytes(data)
             files.append(path)
     return files
-
-
-def _slug(text: str) -> str:
-    return "_".join("".join(c if c.isalnum() else " " for c in text.lower()).split())[:48]
 
 
 def main(argv=None) -> int:
@@ -274,10 +270,11 @@ def main(argv=None) -> int:
         return 2
     if a.graphs:
         a.graphs.mkdir(parents=True, exist_ok=True)
-        for chunk in chunks_of(scenes, a.chunk):
+        chunks = chunks_of(scenes, a.chunk)
+        for chunk in chunks:
             graph = chunk_graph(chunk, f"output/{a.bank.name}", settings, f"consistory_{chunk.index:04d}")
             (a.graphs / f"chunk_{chunk.index + 1:04d}.json").write_text(json.dumps(graph, indent=1) + "\n")
-        print(f"wrote {len(chunks_of(scenes, a.chunk))} API graphs to {a.graphs}")
+        print(f"wrote {len(chunks)} API graphs to {a.graphs}")
         return 0
     servers = [s.strip() for s in a.servers.split(",") if s.strip()]
     if not servers:

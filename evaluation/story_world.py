@@ -155,10 +155,18 @@ def summarise(rows: list[dict], metrics=METRICS) -> dict:
     return out
 
 
-def table_markdown(summary: dict) -> str:
-    """The table: median over seeds, and min..max."""
-    heads = {"consistency": "identity distance ↓", "alignment": "alignment ↑ (scene ∧ layout)",
-             "layout": "layout read back ↑", "diversity": "layout diversity", "mask_iou": "mask IoU ↑"}
+HEADS = {"consistency": "identity distance ↓", "alignment": "alignment ↑ (scene ∧ layout)",
+         "layout": "layout read back ↑", "diversity": "layout diversity", "mask_iou": "mask IoU ↑"}
+
+
+def medians(rows: list[dict], metrics=METRICS) -> dict:
+    """config -> metric -> median over seeds of the per-seed mean over sets."""
+    return {config: {metric: values[0] for metric, values in summary.items()}
+            for config, summary in summarise(rows, metrics).items()}
+
+
+def table_markdown(summary: dict, heads: dict = HEADS) -> str:
+    """The table of ``heads`` (metric -> column title): median over seeds, and min..max."""
     lines = ["| configuration | " + " | ".join(heads.values()) + " |", "|---|" + "---|" * len(heads)]
     for config, values in summary.items():
         cells = [f"{values[m][0]:.3f} ({values[m][1]:.3f}–{values[m][2]:.3f})" for m in heads]

@@ -37,8 +37,8 @@ if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
 from evaluation.story_world import (FULL, LOADER, SAMPLING, SEEDS, SINGLE_SETS, _captured,  # noqa: E402
-                                    _story_kwargs, image_grid, measure, newest_output, scene_lines,
-                                    start_host, summarise)
+                                    _story_kwargs, image_grid, measure, newest_output, prompts_of,
+                                    scene_lines, start_host, summarise, table_markdown)
 
 PHOTO_CONFIGS = {
     "vanilla": dict(end_percent=0.0),
@@ -53,6 +53,9 @@ DIAGNOSTIC = {
     "photo bank, full method, dropout 0": dict(FULL, photo=True, dropout=0.0),
 }
 METRICS = ("to_photo", "consistency", "alignment", "scene", "layout", "diversity", "mask_iou", "found")
+HEADS = {"to_photo": "identity distance to the subject ↓", "consistency": "among new images ↓",
+         "layout": "layout read back ↑", "scene": "scene read back ↑", "diversity": "layout diversity",
+         "mask_iou": "mask IoU ↑"}
 
 
 def photo_scenes(scenes) -> list[str]:
@@ -88,18 +91,15 @@ def write_inputs(images, masks, name: str) -> list[str]:
 
 def photo_nodes(names: list[str], with_mask: bool) -> dict:
     """LoadImage x 2 -> ImageBatch (and the masks: LoadImageMask -> image -> batch -> mask)."""
-    g = {}
-    for i, name in enumerate(names):
-        g[f"photo_{i}"] = {"class_type": "LoadImage", "inputs": {"image": f"{name}.png"}}
-        g[f"mask_{i}"] = {"class_type": "LoadImageMask", "inputs": {"image": f"{name}_mask.png", "channel": "red"}}
-        g[f"mask_image_{i}"] = {"class_type": "MaskToImage", "inputs": {"mask": [f"mask_{i}", 0]}}
+    g = {f"photo_{i}": {"class_type": "LoadImage", "inputs": {"image": f"{name}.png"}} for i, name in enumerate(names)}
     g["photos"] = {"class_type": "ImageBatch", "inputs": {"image1": ["photo_0", 0], "image2": ["photo_1", 0]}}
     if with_mask:
+        for i, name in enumerate(names):
+            g[f"mask_{i}"] = {"class_type": "LoadImageMask", "inputs": {"image": f"{name}_mask.png", "channel": "red"}}
+            g[f"mask_image_{i}"] = {"class_type": "MaskToImage", "inputs": {"mask": [f"mask_{i}", 0]}}
         g["mask_images"] = {"class_type": "ImageBatch", "inputs": {"image1": ["mask_image_0", 0],
                                                                     "image2": ["mask_image_1", 0]}}
         g["photo_masks"] = {"class_type": "ImageToMask", "inputs": {"image": ["mask_images", 0], "channel": "red"}}
-    else:
-        g = {k: v for k, v in g.items() if not k.startswith("mask")}
     return g
 
 
@@ -120,13 +120,13 @@ def identity_distances(images, prompts, truth) -> list[float]:
 
 def run_batch(host, kinds, scenes, seed: int, index: int, settings: dict):
     """(new images, masks, their distances to the subject they should show, photos) of one set, seed, config."""
-    from consistory_run.graphs import make_subject_graph, story_graph
+    from consistory_run.graphs import make_subject_graph, reuse_subject_graph, story_graph
     from consistory_testing.probes import LatentCapture
-    from story_world.world import make_prompt
+    from story_world.measure import read_batch
     store = LatentCapture.store
     kw = _story_kwargs(kinds, seed, {k: v for k, v in settings.items() if k not in ("photo", "mask")})
     lines = scene_lines(scenes)
-    prompts = [make_prompt(kinds, layout, scene) for layout, scene in scenes]
+    prompts = prompts_of(kinds, scenes)
     places = photo_scenes(scenes)
     photo_lines = scene_lines([("", s) for s in places])
     identity, photos, masks = draw_photos(kinds[0], places, seed, index)
@@ -137,10 +137,8 @@ def run_batch(host, kinds, scenes, seed: int, index: int, settings: dict):
     elif settings.get("reuse"):
         prefix = f"photo_reference_{index}_{seed}"
         host.run(_captured(make_subject_graph(photo_lines, prefix=prefix, **kw)))
-        anchor_prompts = [make_prompt(kinds, "", s) for s in places]
-        from story_world.measure import read_batch
+        anchor_prompts = prompts_of(kinds, [("", s) for s in places])
         anchors = [r[0].identity for r in read_batch(store["images"], anchor_prompts) if r]
-        from consistory_run.graphs import reuse_subject_graph
         host.run(_captured(reuse_subject_graph(lines, newest_output(host, prefix), **kw)))
         images = store["images"]
         distances = [d for a in anchors for d in identity_distances(images, prompts, a)]
@@ -154,32 +152,19 @@ def run_batch(host, kinds, scenes, seed: int, index: int, settings: dict):
 
 def evaluate(host, sets, configs: dict, seeds, log=print):
     """(rows, first images per configuration, the first batch's photos)."""
-    from story_world.world import make_prompt
     rows, first, first_photos = [], {}, None
     for config, settings in configs.items():
         for index, (kinds, scenes) in enumerate(sets):
             for seed in seeds:
                 images, masks, distances, photos = run_batch(host, kinds, scenes, seed, index, settings)
-                prompts = [make_prompt(kinds, layout, scene) for layout, scene in scenes]
                 rows.append({"config": config, "set": index, "kinds": list(kinds), "seed": seed,
                              "to_photo": float(np.mean(distances)) if distances else float("nan"),
-                             **measure(images, masks, prompts)})
+                             **measure(images, masks, prompts_of(kinds, scenes))})
                 first.setdefault(config, images)
                 first_photos = photos if first_photos is None else first_photos
         mine = [r for r in rows if r["config"] == config]
         log(f"{config}: " + ", ".join(f"{m} {np.nanmean([r[m] for r in mine]):.3f}" for m in METRICS))
     return rows, first, first_photos
-
-
-def table_markdown(summary: dict) -> str:
-    heads = {"to_photo": "identity distance to the subject ↓", "consistency": "among new images ↓",
-             "layout": "layout read back ↑", "scene": "scene read back ↑", "diversity": "layout diversity",
-             "mask_iou": "mask IoU ↑"}
-    lines = ["| configuration | " + " | ".join(heads.values()) + " |", "|---|" + "---|" * len(heads)]
-    for config, values in summary.items():
-        cells = [f"{values[m][0]:.3f} ({values[m][1]:.3f}–{values[m][2]:.3f})" for m in heads]
-        lines.append(f"| {config} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -224,7 +209,7 @@ def write_results(out: Path, rows: list, seeds: list) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"sampling": SAMPLING, "seeds": seeds, "rows": rows,
                                                   "summary": summary}, indent=1) + "\n")
-    table = table_markdown(summary)
+    table = table_markdown(summary, HEADS)
     (out / "results.md").write_text(table)
     return table
 

@@ -72,11 +72,9 @@ def test_euler_ancestral_walks_the_inverted_trajectory_with_its_correction_noise
 
 
 def _bank_graph(prefix, photos=2, mask_value=None, **kw):
-    g = photo_bank_graph(photos, prefix=prefix, captions="\n".join(CAPTIONS[:photos]), steps=STEPS, **kw)
-    if mask_value is not None:
-        g = photo_bank_graph(photos, prefix=prefix, captions="\n".join(CAPTIONS[:photos]), steps=STEPS,
-                             mask={"class_type": "SolidMask", "inputs": {"value": mask_value, "width": 128,
-                                                                          "height": 96}}, **kw)
+    mask = None if mask_value is None else {"class_type": "SolidMask", "inputs": {"value": mask_value, "width": 128,
+                                                                                  "height": 96}}
+    g = photo_bank_graph(photos, prefix=prefix, captions="\n".join(CAPTIONS[:photos]), steps=STEPS, mask=mask, **kw)
     g["mask_capture"] = {"class_type": "ConsiStoryMaskCapture", "inputs": {"mask": ["bank", 1], "key": "photo_mask"}}
     return g
 

@@ -10,7 +10,7 @@ the same check fails when every image's subject masks are another image's (rolle
 along the batch, for shared attention and injection alike)."""
 import pytest
 
-from evaluation.story_world import CONFIGS, SINGLE_SETS, evaluate, start_host, summarise
+from evaluation.story_world import CONFIGS, SINGLE_SETS, evaluate, medians, start_host
 
 SEEDS = (1,)
 MIN_DISTANCE_DROP = 0.02    # vanilla's identity distance - the method's (measured 0.042)
@@ -21,8 +21,7 @@ MIN_MASK_IOU = 0.12         # the method's subject masks against the subject rea
 def measured(host) -> dict:
     configs = {"vanilla": CONFIGS["vanilla"], "method": CONFIGS["+ injection, one pass"]}
     rows, _ = evaluate(host, SINGLE_SETS, configs, SEEDS, log=lambda text: None)
-    return {config: {metric: values[0] for metric, values in metrics.items()}
-            for config, metrics in summarise(rows).items()}
+    return medians(rows)
 
 
 def problems(m: dict) -> list:

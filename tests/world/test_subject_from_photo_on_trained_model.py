@@ -11,7 +11,7 @@ gives the node the inverse of the true mask (the photos' background as the subje
 same check fails (measured: a fall of 0.068)."""
 import pytest
 
-from evaluation.story_world import SINGLE_SETS, start_host, summarise
+from evaluation.story_world import SINGLE_SETS, medians, start_host
 from evaluation.story_world_photo import METRICS, PHOTO_CONFIGS, evaluate
 
 CREATURE_SETS = [s for s in SINGLE_SETS if s[0] == ("creature",)]
@@ -27,8 +27,7 @@ def rows_of(host, config: dict) -> list:
 
 def measured(vanilla_rows: list, photo_rows: list) -> dict:
     rows = [dict(r, config="vanilla") for r in vanilla_rows] + [dict(r, config="photo") for r in photo_rows]
-    return {config: {metric: values[0] for metric, values in metrics.items()}
-            for config, metrics in summarise(rows, METRICS).items()}
+    return medians(rows, METRICS)
 
 
 def problems(m: dict) -> list:
