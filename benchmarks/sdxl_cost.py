@@ -32,6 +32,7 @@ import psutil
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 ANCHORS = 2
+CONFIGS = ("vanilla", "sdsa", "sdsa+blend", "sdsa+inject", "reuse (2 anchors)")
 PROBE_STEPS = 3  # step 0 plain, steps 1-2 with the configuration's step kind
 SDXL = dict(model_channels=320, transformer_depth=[0, 0, 2, 2, 10, 10], transformer_depth_middle=10,
             transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10], context_dim=2048, adm_in_channels=2816)
@@ -85,7 +86,7 @@ def story(classes, n):
 class Bench:
     """The configurations of one model and batch size, as functions that sample ``steps``."""
 
-    def __init__(self, classes, model, n, size, steps, blend_end, inject_range):
+    def __init__(self, classes, model, n, size, steps, blend_end, inject_range, reuse=True):
         import comfy.sample
         import torch
         self.classes, self.n, self.steps, self.timer = classes, n, steps, CallTimer()
@@ -105,13 +106,15 @@ class Bench:
         (blend,) = blend_node.patch(sdsa, 0.9, 0.82, blend_end)
         (inject,) = inject_node.patch(sdsa, 0.8, *inject_range, 261, 0)
         (full,) = inject_node.patch(blend, 0.8, *inject_range, 261, 0)
-        (anchors,) = sdsa_node.patch(base, story(classes, ANCHORS), 0.5, 0, ANCHORS, 0.0, 1.0, "output (paper)")
-        made = self.sample(anchors, slice(0, ANCHORS))
-        (bank,) = classes["ConsiStoryAnchorBank"]().make(anchors, {"samples": made})
-        (reuse,) = classes["ConsiStoryUseAnchors"]().patch(base, bank, story(classes, n), False)
-        self.bank_bytes = sum(t.numel() * t.element_size() for t in bank.tensors().values())
         self.models = {"vanilla": base, "sdsa": sdsa, "sdsa+blend": blend, "sdsa+inject": inject,
-                       "full (fast)": full, "reuse (2 anchors)": reuse}
+                       "full (fast)": full}
+        self.bank_bytes = None
+        if reuse:
+            (anchors,) = sdsa_node.patch(base, story(classes, ANCHORS), 0.5, 0, ANCHORS, 0.0, 1.0, "output (paper)")
+            made = self.sample(anchors, slice(0, ANCHORS))
+            (bank,) = classes["ConsiStoryAnchorBank"]().make(anchors, {"samples": made})
+            (self.models["reuse (2 anchors)"],) = classes["ConsiStoryUseAnchors"]().patch(base, bank, story(classes, n), False)
+            self.bank_bytes = sum(t.numel() * t.element_size() for t in bank.tensors().values())
         self.full_models = (blend, inject_node)
 
     def sample(self, model, rows=None):
@@ -183,6 +186,24 @@ def schedule_mix(steps):
     return mix, counted
 
 
+def generations(mix: dict, med: dict, plain: float, dift: float | None) -> dict:
+    """Whole-generation seconds of each configuration whose step costs were measured:
+    counted steps of each kind x the measured cost of that kind (``med``: s/step)."""
+    shared_steps = mix["steps"] - 1
+    gen = {"vanilla": mix["steps"] * med["vanilla"]}
+    if "sdsa" in med:
+        gen["sdsa"] = plain + shared_steps * med["sdsa"]
+        if "sdsa+blend" in med:
+            gen["sdsa+blend"] = plain + mix["blend"] * med["sdsa+blend"] + (shared_steps - mix["blend"]) * med["sdsa"]
+            if "sdsa+inject" in med:
+                gen["full (fast)"] = gen["sdsa+blend"] + mix["inject"] * (med["sdsa+inject"] - med["sdsa"]) + dift
+                gen["full (exact)"] = gen["sdsa+blend"] + gen["full (fast)"] - dift
+    for c in med:
+        if c.startswith("reuse"):
+            gen[c] = mix["steps"] * med[c]
+    return gen
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--unet", choices=["sdxl", "tiny"], default="sdxl")
@@ -190,6 +211,8 @@ def main() -> None:
     p.add_argument("--images", default="1,2,4,8", help="batch sizes N, comma-separated")
     p.add_argument("--steps", type=int, default=50, help="steps of the whole generation")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--configs", default=",".join(CONFIGS),
+                   help=f"configurations to time, comma-separated (vanilla always): {', '.join(CONFIGS)}")
     p.add_argument("--json", type=Path)
     p.add_argument("--plot", type=Path)
     a = p.parse_args()
@@ -208,12 +231,13 @@ def main() -> None:
     model = tiny_models.tiny_sdxl_unet(0, dict(tiny_models.TINY_UNET, **SDXL) if a.unet == "sdxl" else None)
     print(f"{a.unet} UNet: {sum(p.numel() for p in model.model.parameters()) / 1e9:.2f} B parameters, "
           f"built in {time.perf_counter() - start:.0f} s", flush=True)
-    configs = ["vanilla", "sdsa", "sdsa+blend", "sdsa+inject", "reuse (2 anchors)"]
+    configs = ["vanilla"] + [c for c in CONFIGS if c != "vanilla" and c in a.configs.split(",")]
     results = {"unet": a.unet, "size": a.size, "steps": a.steps, "repeats": a.repeats, "schedule_mix": mix,
                "unet_calls": counted, "machine": f"{psutil.cpu_count()} CPU cores, "
                f"{psutil.virtual_memory().total / 2**30:.0f} GiB", "date": time.strftime("%Y-%m-%d"), "by_images": {}}
     for n in [int(x) for x in a.images.split(",")]:
-        bench = Bench(classes, model, n, a.size, PROBE_STEPS, 0.99, (0.01, 0.99))
+        bench = Bench(classes, model, n, a.size, PROBE_STEPS, 0.99, (0.01, 0.99),
+                      reuse=any(c.startswith("reuse") for c in configs))
         step_s = {c: [] for c in configs}
         plain_s, dift_s, peak = [], [], {c: 0 for c in configs}
         for _ in range(a.repeats):
@@ -227,15 +251,9 @@ def main() -> None:
                 if c == "sdsa+inject":
                     dift_s.append(sum(s.get("dift", 0) for s in steps))
         med = {c: statistics.median(v) for c, v in step_s.items()}
-        plain, dift = statistics.median(plain_s), statistics.median(dift_s)
+        plain, dift = statistics.median(plain_s), statistics.median(dift_s) if dift_s else None
         step_ratio = {c: statistics.median([s / v for s, v in zip(step_s[c], step_s["vanilla"])]) for c in configs}
-        shared_steps = mix["steps"] - 1
-        gen = {"vanilla": mix["steps"] * med["vanilla"],
-               "sdsa": plain + shared_steps * med["sdsa"],
-               "sdsa+blend": plain + mix["blend"] * med["sdsa+blend"] + (shared_steps - mix["blend"]) * med["sdsa"]}
-        gen["full (fast)"] = gen["sdsa+blend"] + mix["inject"] * (med["sdsa+inject"] - med["sdsa"]) + dift
-        gen["full (exact)"] = gen["sdsa+blend"] + gen["full (fast)"] - dift
-        gen["reuse (2 anchors)"] = mix["steps"] * med["reuse (2 anchors)"]
+        gen = generations(mix, med, plain, dift)
         results["by_images"][n] = {
             "seconds_per_step": med, "step_ratio": step_ratio, "plain_step_seconds": plain, "dift_call_seconds": dift,
             "generation_seconds": gen, "generation_ratio": {c: g / gen["vanilla"] for c, g in gen.items()},
