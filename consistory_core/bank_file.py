@@ -117,6 +117,7 @@ class AnchorBank:
     description: BankDescription
     passes: torch.Tensor | None = None  # (E,) 0 / 1: the pass of each evaluation (two-pass injection)
     subject_masks: torch.Tensor | None = None
+    source: str | None = field(default=None, compare=False)  # the file it was loaded from, if any
 
     @property
     def format_version(self) -> int:
@@ -269,4 +270,5 @@ class AnchorBank:
         if bank.anchors != description.anchors:
             raise BankError(f"{path} is an inconsistent anchor bank ({bank.anchors} anchor latents for "
                             f"{description.anchors} anchor prompts)")
+        bank.source = str(path)
         return bank

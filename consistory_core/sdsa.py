@@ -43,6 +43,10 @@ class SharedKeys:
     allowed: torch.Tensor
     _bias: dict = field(default_factory=dict, repr=False)
 
+    def entries_before(self, image: int) -> int:
+        """How many pool entries belong to the images before ``image`` (the pool is in image order)."""
+        return int((self.flat_index < image * self.tokens).sum())
+
     @property
     def empty(self) -> bool:
         """True when no image sees anything but itself (plain self-attention)."""
@@ -75,24 +79,36 @@ def plan_shared_keys(subject: torch.Tensor, share: torch.Tensor) -> SharedKeys:
     return SharedKeys(n, p, flat_index, allowed)
 
 
-def gather_pool(x: torch.Tensor, plan: SharedKeys) -> torch.Tensor:
-    """x (N, heads, P, d) -> the pool's entries (heads, T, d)."""
+def gather_pool(x: torch.Tensor, plan: SharedKeys, first: int = 0,
+                cached: torch.Tensor | None = None) -> torch.Tensor:
+    """The pool's entries (heads, T, d). x (N - first, heads, P, d): the chunk's images from
+    ``first`` on; cached (heads, T_first, d): the entries of the images before ``first``,
+    kept from an earlier call (reused anchors, §4.4); None when first is 0."""
     n, h, p, d = x.shape
-    return x.transpose(0, 1).reshape(h, n * p, d).index_select(1, plan.flat_index.to(x.device))
+    index = plan.flat_index.to(x.device)
+    if first:
+        index = index[plan.entries_before(first):] - first * p
+    present = x.transpose(0, 1).reshape(h, n * p, d).index_select(1, index)
+    return present if cached is None else torch.cat([cached.to(present), present], dim=1)
 
 
-def shared_self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                          plan: SharedKeys) -> torch.Tensor:
-    """q, k, v (N, heads, P, d) of one CFG chunk -> out (N, heads, P, d)."""
+def shared_self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SharedKeys,
+                          first: int = 0, cached: tuple | None = None) -> torch.Tensor:
+    """q, k, v (N - first, heads, P, d) of one CFG chunk's images from ``first`` on -> out
+    (N - first, heads, P, d); cached: the pool keys and values of the images before ``first``
+    ((heads, T_first, d) each), see ``gather_pool``."""
     n = q.shape[0]
     if plan.flat_index.numel() == 0:
         return F.scaled_dot_product_attention(q, k, v)
-    k_ext = torch.cat([k, gather_pool(k, plan).unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
-    v_ext = torch.cat([v, gather_pool(v, plan).unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
-    return F.scaled_dot_product_attention(q, k_ext, v_ext, attn_mask=plan.bias(q.dtype, q.device))
+    ck, cv = cached or (None, None)
+    k_ext = torch.cat([k, gather_pool(k, plan, first, ck).unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
+    v_ext = torch.cat([v, gather_pool(v, plan, first, cv).unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
+    return F.scaled_dot_product_attention(q, k_ext, v_ext, attn_mask=plan.bias(q.dtype, q.device)[first:])
 
 
-def image_keys(k: torch.Tensor, plan: SharedKeys, image: int) -> torch.Tensor:
-    """The exact keys (or values) one image sees: (heads, P + T_i, d), no mask needed."""
-    pool = gather_pool(k, plan)[:, plan.allowed[image].to(k.device)]
-    return torch.cat([k[image], pool], dim=1)
+def image_keys(k: torch.Tensor, plan: SharedKeys, image: int, first: int = 0,
+               cached: torch.Tensor | None = None) -> torch.Tensor:
+    """The exact keys (or values) image ``image`` sees: (heads, P + T_i, d), no mask needed;
+    k (N - first, heads, P, d) and cached as in ``gather_pool``."""
+    pool = gather_pool(k, plan, first, cached)[:, plan.allowed[image].to(k.device)]
+    return torch.cat([k[image - first], pool], dim=1)

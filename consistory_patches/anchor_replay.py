@@ -8,15 +8,19 @@ in one batch with the anchors.
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
+import os
 
 import torch
 
 from ..consistory_core import repeated_positions
 from ..consistory_core.bank_file import AnchorBank, BankError
 from ..consistory_core.correspondence import image_noise
-from .chunks import CHUNK_NAMES, Chunks
-from .passes import PassKind, args_pass, args_story
+from .anchor_cache import AnchorCache, cache_identity
+from .chunks import CHUNK_NAMES, COND, Chunks
+from .passes import PassKind, args_pass, args_story, with_pass
 from .values import StorySubject
 
 
@@ -52,9 +56,12 @@ def _repeat_tokens(t: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class AnchorReplay:
-    def __init__(self, bank: AnchorBank):
-        self.bank = bank
-        self.last_x0 = None  # the anchors' latest denoised prediction (cond chunk), for DIFT passes
+    """cache: where the anchors' parts are kept after the first run (None: replayed at every
+    call); cache_file: a file beside the bank that keeps them across processes, or None."""
+
+    def __init__(self, bank: AnchorBank, cache: AnchorCache | None = None, cache_file: str | None = None):
+        self.bank, self.cache, self.cache_file = bank, cache, cache_file
+        self.last_x0 = None  # (evaluation, the anchors' denoised prediction (k, C, h, w), cond chunk)
         self._index = None   # the place in ``_order`` of the bank's evaluation the sampler is at
         self._seen = None    # (sigma, first new image's input) of that evaluation
         self._order = bank.evaluations(None)  # the bank's evaluations of the run's pass
@@ -78,14 +85,26 @@ class AnchorReplay:
         self._index, self._seen = place, (sigma, new_input.detach().clone())
         return index
 
-    def start_run(self, story) -> None:
-        """A run starts: the pass it is (a two-pass bank: the first pass has no injection), and
-        its Query Blend / Feature Injection settings against the bank's."""
+    def start_run(self, story, options: dict | None = None) -> None:
+        """A run starts: the pass it is (a two-pass bank: the first pass has no injection), its
+        Query Blend / Feature Injection settings against the bank's, and the anchor cache
+        (options: the call's transformer_options, whose patches it depends on)."""
         method = story.method() if story is not None else None
         second = None if self.bank.passes is None or method is None else method.get("injection") is not None
         self._order = self.bank.evaluations(second)
         if method is not None:
             self.bank.check_method(method, first_pass=second is False)
+        if self.cache is not None and story is not None:
+            self._use_cache(story, options)
+
+    def _use_cache(self, story, options: dict) -> None:
+        """The cache holds the parts of this bank, model and settings (from its file where there is one)."""
+        identity = cache_identity(self.cache.bank_key, story.method(), story.masks.diffusion_model, options)
+        fresh = identity != self.cache.identity
+        self.cache.use(identity)
+        if fresh and self.cache_file is not None and os.path.isfile(self.cache_file):
+            if self.cache.load(self.cache_file, identity):
+                logging.info(f"ConsiStory Use Anchors: anchor cache from {self.cache_file}: {self.cache.summary()}")
 
     def __deepcopy__(self, memo):
         return self
@@ -93,16 +112,16 @@ class AnchorReplay:
     def __call__(self, call, args):
         bank, k = self.bank, self.bank.anchors
         x, p = args["input"], args_pass(args)
+        sigma = float(args["timestep"][0])
         outer = Chunks.of(x.shape[0], args["cond_or_uncond"])
         inner = outer.with_anchors(k)
-        if p.kind is PassKind.DIFT:
-            sigma = float(args["timestep"][0])
-            anchors_x = self.last_x0 + sigma * image_noise(p.noise_seed, tuple(x.shape[1:]), k).to(x)
+        if p.kind is PassKind.DIFT:  # belongs to the evaluation last followed
+            evaluation = self._order[self._index]
         else:
             bank.check_latent(tuple(x.shape[1:]))
-            if self._seen is None or float(args["timestep"][0]) > self._seen[0]:  # a run starts
-                self.start_run(args_story(args))
-            anchors_x = bank.inputs[self.follow_evaluations(float(args["timestep"][0]), x[:1])].to(x)
+            if self._seen is None or sigma > self._seen[0]:  # a run starts
+                self.start_run(args_story(args), args["c"].get("transformer_options", {}))
+            evaluation = self.follow_evaluations(sigma, x[:1])
         conds = [self._conditioning(kind) for kind in outer.order]
         c = dict(args["c"])
         for key, value in c.items():
@@ -112,6 +131,14 @@ class AnchorReplay:
                 raise BankError(f"Use Anchors cannot replay the anchors with the conditioning {key!r}")
         context = c["c_crossattn"]
         length = math.lcm(context.shape[1], *[cd["context"].shape[1] for cd in conds])
+        cached = self._cache_access(evaluation, p, length, outer.order)
+        if cached is not None and cached.absent:  # the anchors' parts come from the cache
+            c["c_crossattn"] = _repeat_tokens(context, length)
+            return call(with_pass({**args, "c": c}, dataclasses.replace(p, anchor_rows=cached)))
+        if p.kind is PassKind.DIFT:
+            anchors_x = self._last_x0(evaluation) + sigma * image_noise(p.noise_seed, tuple(x.shape[1:]), k).to(x)
+        else:
+            anchors_x = bank.inputs[evaluation].to(x)
         c["c_crossattn"] = inner.join(lambda i: _repeat_tokens(conds[i]["context"].to(context), length),
                                       _repeat_tokens(context, length))
         if "y" in c:
@@ -122,10 +149,41 @@ class AnchorReplay:
                             for part, tensors in c["control"].items()}
         x_ext = inner.join(lambda i: anchors_x, x)
         t_ext = args["timestep"][:1].expand(x_ext.shape[0]).contiguous()
-        out = call({**args, "input": x_ext, "timestep": t_ext, "c": c})
+        ext = {**args, "input": x_ext, "timestep": t_ext, "c": c}
+        out = call(ext if cached is None else with_pass(ext, dataclasses.replace(p, anchor_rows=cached)))
         if p.is_sampler and inner.cond is not None:
-            self.last_x0 = out[inner.head(inner.cond, k)].detach()
+            self.last_x0 = (evaluation, out[inner.head(inner.cond, k)].detach())
+            if cached is not None:
+                cached.keep("x0", None, COND, self.last_x0[1])
+        if cached is not None:
+            self._recorded(cached, outer.order)
         return inner.drop_anchors(out)
+
+    def _cache_access(self, evaluation: int, p, length: int, chunks):
+        """The anchor cache's access for this call (None without a cache)."""
+        if self.cache is None:
+            return None
+        needs = PassKind.SAMPLER.value if p.kind is PassKind.VANILLA else None  # it plays iff its sampler pass does
+        return self.cache.slot(evaluation, p.kind.value, length, chunks, needs)
+
+    def _recorded(self, cached, chunks) -> None:
+        """A call that replayed the anchors kept their parts; at the bank's last evaluation
+        the cache is whole: its size is logged (and the file written, where asked)."""
+        self.cache.done(cached, chunks)
+        if cached.kind == PassKind.SAMPLER.value and cached.evaluation == self._order[-1]:
+            logging.info(f"ConsiStory Use Anchors: anchor cache ready: {self.cache.summary()}")
+            if self.cache_file is not None:
+                self.cache.save(self.cache_file)
+
+    def _last_x0(self, evaluation: int) -> torch.Tensor:
+        """The anchors' denoised estimate at ``evaluation`` (a DIFT pass re-noises it)."""
+        if self.last_x0 is not None and self.last_x0[0] == evaluation:
+            return self.last_x0[1]
+        kept = self.cache.take_x0(evaluation) if self.cache is not None else None
+        if kept is None:
+            raise BankError("Use Anchors: the anchors' last estimate is missing for the DIFT pass; "
+                            "this is a bug, please report it")
+        return kept
 
     def _conditioning(self, kind: int) -> dict:
         name = CHUNK_NAMES.get(kind)

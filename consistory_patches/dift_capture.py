@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from .chunks import COND
 from .passes import PassKind, pass_of
 from .run_state import StoryRun
 
@@ -43,14 +44,17 @@ class DiftCapture:
         """output_block_patch: h (B, C, h, w), hsp the skip connection; both unchanged."""
         if extra["block"] != ("output", self.dift_block) or h.shape[0] != extra["original_shape"][0]:
             return h, hsp
-        rows = self.run.chunks(h.shape[0], extra["cond_or_uncond"]).cond_rows
+        rows = self.run.patch_chunks(h.shape[0], extra).cond_rows
         if rows is None:
             return h, hsp
-        kind = pass_of(extra).kind
+        p = pass_of(extra)
+        cached = p.anchor_rows  # replayed anchors' features from an anchor cache
         # copies, not views: a later output block patch (FreeU's) scales h in place
-        if kind is PassKind.DIFT:
-            self.pass_features = h[rows].clone()
-        elif kind is PassKind.SAMPLER and self.dift_sigma is not None:
+        if p.kind is PassKind.DIFT:
+            features = h[rows].clone()
+            self.pass_features = features if cached is None else cached.rows("features", None, COND, features)
+        elif p.kind is PassKind.SAMPLER and self.dift_sigma is not None and not (cached and cached.absent):
+            # (anchors from an anchor cache have no features here: such a run gives Collect Features none)
             sigma = self.run.sync_patch(extra)
             if sigma >= self.dift_sigma:
                 self._above = (sigma, h[rows].clone())

@@ -84,10 +84,22 @@ def model_facts(model) -> dict:
             "model_fingerprint": fingerprint, "model_patches": patches}
 
 
-def _sample(t) -> bytes:
-    """Up to 4096 evenly spaced values of a tensor, as bytes (cheap even for SDXL's weights)."""
+def weights_sample(t, values: int = 4096) -> bytes:
+    """Up to ``values`` evenly spaced values of a tensor, as bytes (cheap even for SDXL's weights)."""
     flat = t.detach().reshape(-1)
-    return flat[::max(1, flat.numel() // 4096)][:4096].float().cpu().numpy().tobytes()
+    return flat[::max(1, flat.numel() // values)][:values].float().cpu().numpy().tobytes()
+
+
+def patch_kinds(options: dict) -> str:
+    """The attention and block patches in a call's transformer_options, by place and function
+    name (not identity: the host's clone() copies them), as one line."""
+    found = []
+    for table in ("patches", "patches_replace"):
+        for place, entries in sorted((options.get(table) or {}).items()):
+            items = entries.items() if isinstance(entries, dict) else enumerate(entries)
+            for key, patch in sorted(((str(k), p) for k, p in items), key=lambda kp: kp[0]):
+                found.append(f"{table}.{place}.{key}:{getattr(patch, '__qualname__', type(patch).__name__)}")
+    return ";".join(found)
 
 
 def _first_tensor(value):
@@ -111,7 +123,7 @@ def model_fingerprint(model) -> tuple:
     for i, (name, tensor) in enumerate(model.model.diffusion_model.state_dict().items()):
         if i % 50 == 0:
             h.update(name.encode())
-            h.update(_sample(tensor))
+            h.update(weights_sample(tensor))
     strengths = set()
     patches = getattr(model, "patches", {}) or {}
     for key in sorted(patches):
@@ -120,7 +132,7 @@ def model_fingerprint(model) -> tuple:
             h.update(f"{key}|{patch[0]}|{patch[2] if len(patch) > 2 else ''}".encode())
             tensor = _first_tensor(patch[1])
             if tensor is not None:
-                h.update(_sample(tensor))
+                h.update(weights_sample(tensor))
     summary = "none" if not patches else \
         f"{len(patches)} weights patched, strengths {', '.join(map(str, sorted(strengths)))}"
     return h.hexdigest()[:16], summary

@@ -13,6 +13,7 @@ import torch
 
 from ..consistory_core import downscale_of, token_grid
 from ..consistory_core.correspondence import gaussian_smooth, image_noise, inject, plan_injection
+from .chunks import COND
 from .dift_capture import DiftCapture
 from .passes import Pass, PassKind, args_pass, pass_of, with_pass
 from .run_state import StoryRun
@@ -31,7 +32,7 @@ class Injector:
         self.run, self.alpha, self.features = run, alpha, features
         self.window = window
         self.fast_features = None  # (run index, features (N, C, h, w)) from the one-pass stage
-        self._plan = None          # (run index, InjectionPlan)
+        self._plan = None          # (run index, InjectionPlan, subject patches (N, P) bool)
 
     def __deepcopy__(self, memo):
         return self
@@ -54,7 +55,7 @@ class Injector:
                              f"grid, but this run's high-resolution grid is {tuple(grid)} (other size?)")
         subject = run.tracker.masks_of(maps, grid).any(1)
         plan = plan_injection(features.flatten(2), subject.to(features.device), run.share)
-        self._plan = (run.runs, plan)
+        self._plan = (run.runs, plan, subject)
         return plan
 
     def output_patch(self, n, extra):
@@ -65,13 +66,30 @@ class Injector:
         latent_hw = tuple(extra["original_shape"][2:])
         if downscale_of(latent_hw, n.shape[1]) != INJECTION_DOWNSCALE or not self.active(sigma):
             return n
-        rows = self.run.chunks(n.shape[0], extra["cond_or_uncond"]).cond_rows
+        rows = self.run.patch_chunks(n.shape[0], extra).cond_rows
         plan = self.plan(token_grid(latent_hw, n.shape[1])) if rows is not None else None
         if plan is None:
             return n
         out = n.clone()
-        out[rows] = inject(n[rows], plan, self.alpha)
+        cached = pass_of(extra).anchor_rows
+        if cached is None:
+            out[rows] = inject(n[rows], plan, self.alpha)
+        else:
+            layer = (*extra["block"], extra["block_index"])
+            out[rows] = inject(self.with_anchor_sources(cached, layer, n[rows]), plan, self.alpha)[cached.absent:]
         return out
+
+    def with_anchor_sources(self, cached, layer: tuple, n: torch.Tensor) -> torch.Tensor:
+        """n (images of the call, P, C) -> (N, P, C) with the replayed anchors' rows: recording,
+        n itself (the anchors' outputs at their subject patches, the only ones injection
+        takes from them, kept); else those kept outputs in front (zeros elsewhere)."""
+        sources = self._plan[2][:cached.anchors].to(n.device)
+        if cached.recording:
+            cached.keep("inject", layer, COND, n[:cached.anchors][sources])
+            return n
+        anchors = n.new_zeros(cached.anchors, *n.shape[1:])
+        anchors[sources] = cached.take("inject", layer, COND, n)
+        return torch.cat([anchors, n])
 
 
 class OnePassFeatures:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..consistory_core import downscale_of, repeated_positions, subject_token_maps, token_grid, token_weights
+from .chunks import COND
 from .layers import transformer_block
 from .passes import pass_of
 from .run_state import StoryRun
@@ -36,7 +37,7 @@ class MaskRecorder:
         if (not pass_of(extra).is_sampler or n.shape[0] != extra["original_shape"][0]
                 or downscale_of(latent_hw, n.shape[1]) not in run.sharing.masks.downscales):
             return n, context, value
-        rows = run.chunks(n.shape[0], extra["cond_or_uncond"]).cond_rows
+        rows = run.patch_chunks(n.shape[0], extra).cond_rows
         if rows is None:
             return n, context, value
         layer = (*extra["block"], extra["block_index"])
@@ -45,13 +46,17 @@ class MaskRecorder:
         attn2 = self._attn2[layer]
         q = attn2.to_q(n[rows])
         k = self._text_keys(attn2, layer, context[rows])
-        maps = subject_token_maps(q, k, attn2.heads, self._token_weights(context.shape[1], q.device))
+        cached = pass_of(extra).anchor_rows  # replayed anchors' maps from an anchor cache
+        first = cached.absent if cached is not None else 0
+        maps = subject_token_maps(q, k, attn2.heads, self._token_weights(context.shape[1], q.device)[first:])
         grid = token_grid(latent_hw, n.shape[1])
         low = (-(-latent_hw[0] // 4), -(-latent_hw[1] // 4))  # the recording grid
         if grid != low:
             maps = torch.nn.functional.interpolate(
                 maps.reshape(*maps.shape[:2], *grid), size=low, mode="bilinear",
                 align_corners=False).flatten(2)
+        if cached is not None:
+            maps = cached.rows("maps", layer, COND, maps)
         run.tracker.add(maps, low)
         return n, context, value
 

@@ -26,11 +26,14 @@ class PassKind(Enum):
 class Pass:
     """kind: which call this is; queries: layer (block, id, index) -> q (B, P, heads*d),
     filled by a VANILLA pass and blended into a SAMPLER pass with strength ``blend``;
-    noise_seed: the re-noising seed of a DIFT pass (anchors replayed from a bank use it)."""
+    noise_seed: the re-noising seed of a DIFT pass (anchors replayed from a bank use it);
+    anchor_rows: where a bank's anchors are replayed with an anchor cache, the call's access
+    to it (consistory_patches.anchor_cache.AnchorRows), else None."""
     kind: PassKind = PassKind.SAMPLER
     queries: dict | None = None
     blend: float | None = None
     noise_seed: int | None = None
+    anchor_rows: object | None = None
 
     def __deepcopy__(self, memo):
         return self

@@ -179,6 +179,12 @@ class StoryRun:
                         "nothing is shared and the images are plain samples; use 2 or more steps")
 
     # -- rows ---------------------------------------------------------------------------
+    def patch_chunks(self, rows: int, extra: dict) -> Chunks:
+        """The layout of a patch's call (``extra``: its transformer_options): replayed anchors
+        in front of each chunk, unless an anchor cache gives their parts instead."""
+        slot = pass_of(extra).anchor_rows
+        return self.chunks(rows, extra["cond_or_uncond"], outer=slot is not None and slot.absent > 0)
+
     def chunks(self, rows: int, order, outer: bool = False) -> Chunks:
         """The layout of a call with ``rows`` rows: inside the pack's wrapper (anchors
         replayed in front of each chunk) or, ``outer``, as the sampler makes it."""

@@ -11,6 +11,7 @@ import torch
 from einops import rearrange
 
 from ..consistory_core import image_keys, keep_draw, plan_shared_keys, shared_self_attention, token_grid
+from ..consistory_core.sdsa import gather_pool
 from .host_api import host_attention
 from .passes import PassKind, pass_of
 from .run_state import StoryRun
@@ -54,22 +55,44 @@ class SharedAttention:
         q = p.blended(layer, q)
         if not run.sharing_at(sigma) or q.shape[0] != extra["original_shape"][0]:
             return attention(q, k, v, extra)  # inactive, or another patch reshaped the batch
-        chunks = run.chunks(q.shape[0], extra["cond_or_uncond"])
+        chunks = run.patch_chunks(q.shape[0], extra)
         plan = self.plan(token_grid(tuple(extra["original_shape"][2:]), q.shape[1]), q.device)
         if plan.empty:
             return attention(q, k, v, extra)
         heads = extra["n_heads"]
         split = lambda x: rearrange(x, "b p (h d) -> b h p d", h=heads)
+        cached = p.anchor_rows  # replayed anchors' pool entries from an anchor cache
+        first = cached.absent if cached is not None else 0
         out = []
         for c in range(len(chunks)):
             rows = chunks.rows(c)
             qc, kc, vc = split(q[rows]), split(k[rows]), split(v[rows])
+            pool = self.anchor_pool(cached, layer, chunks.order[c], plan, kc, vc)
             if previous is None:
-                oc = rearrange(shared_self_attention(qc, kc, vc, plan), "b h p d -> b p (h d)")
+                oc = rearrange(shared_self_attention(qc, kc, vc, plan, first, pool), "b h p d -> b p (h d)")
             else:  # another pack's attention on exactly the keys each image may see
                 merge = lambda x: rearrange(x, "h p d -> 1 p (h d)")
-                oc = torch.cat([previous(merge(qc[i]), merge(image_keys(kc, plan, i)),
-                                         merge(image_keys(vc, plan, i)), extra)
-                                for i in range(chunks.images)])
+                pk, pv = pool or (None, None)
+                oc = torch.cat([previous(merge(qc[i - first]), merge(image_keys(kc, plan, i, first, pk)),
+                                         merge(image_keys(vc, plan, i, first, pv)), extra)
+                                for i in range(first, first + chunks.images)])
             out.append(oc)
         return torch.cat(out)
+
+    @staticmethod
+    def anchor_pool(cached, layer: tuple, chunk: int, plan, k, v) -> tuple | None:
+        """The replayed anchors' pool keys and values ((heads, T_a, d) each) where an anchor
+        cache gives them (None where the anchors are rows of the call: kept when recording)."""
+        if cached is None:
+            return None
+        if cached.recording:
+            before = plan.entries_before(cached.anchors)
+            cached.keep("k", layer, chunk, gather_pool(k, plan)[:, :before])
+            cached.keep("v", layer, chunk, gather_pool(v, plan)[:, :before])
+            return None
+        pool_k, pool_v = cached.take("k", layer, chunk, k), cached.take("v", layer, chunk, v)
+        if pool_k.shape[1] != plan.entries_before(cached.anchors):
+            raise ValueError(f"ConsiStory Use Anchors: the anchor cache has {pool_k.shape[1]} shared keys of the "
+                             f"anchors at {layer}, this step's masks {plan.entries_before(cached.anchors)}; "
+                             "this is a bug, please report it")
+        return pool_k, pool_v

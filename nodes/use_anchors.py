@@ -2,10 +2,34 @@
 (paper §4.4; runtime: consistory_patches.anchor_replay)."""
 from __future__ import annotations
 
+import os
+
+from ..consistory_patches.anchor_cache import cache_for
 from ..consistory_patches.anchor_replay import AnchorReplay, reuse_mapping, story_with_anchors
 from ..consistory_patches.host_api import model_facts
 from ..consistory_patches.story import STORY_KEY, patch_story
 from .sockets import BANK, BANK_TYPE, SUBJECT_TYPE
+
+
+CACHE_CHOICES = ("CPU memory", "device memory", "CPU memory + file beside the bank", "off")
+CACHE_TOOLTIP = (
+    "The first run computes the anchors beside the new images (as one batch would) and keeps what they give "
+    "the new images: their shared keys and values at the subject patches, masks and injection sources, per "
+    "step. Later runs with the same model and settings skip the anchors: new scenes cost what plain sampling "
+    "costs, with the same images. CPU memory: kept in RAM, sent to the GPU step by step; device memory: kept "
+    "on the GPU (fastest, uses VRAM); + file: also written beside a loaded bank file (NAME.anchor_cache) and "
+    "read by later sessions; off: the anchors are recomputed at every step. The size is logged when ready "
+    "(about 3 GB at 1024x1024, 50 steps, 2 anchors, paper settings). Banks with two-pass injection are always "
+    "recomputed.")
+
+
+def cache_file_of(bank) -> str:
+    """Where the anchor cache of a bank loaded from a file is kept: beside it, NAME.anchor_cache
+    (not .safetensors, so Load Anchor Bank does not list it)."""
+    if bank.source is None:
+        raise ValueError("ConsiStory Use Anchors: anchor_cache 'CPU memory + file beside the bank' needs a bank "
+                         "from ConsiStory Load Anchor Bank (this one has no file); pick 'CPU memory'")
+    return os.path.splitext(bank.source)[0] + ".anchor_cache"
 
 
 class UseAnchors:
@@ -18,6 +42,8 @@ class UseAnchors:
                         "bank's subject words."}),
             "share_new": ("BOOLEAN", {"default": False, "tooltip": "Also share the subject among the new "
                           "images (the paper: off; each new image sees itself and the anchors)."}),
+        }, "optional": {
+            "anchor_cache": (list(CACHE_CHOICES), {"default": CACHE_CHOICES[0], "tooltip": CACHE_TOOLTIP}),
         }}
 
     RETURN_TYPES = ("MODEL",)
@@ -30,13 +56,18 @@ class UseAnchors:
                    "dpmpp_2m, uni_pc, ddim); ancestral and SDE samplers draw step noise per batch, so "
                    "their images differ from one batch (the subject still comes from the anchors).")
 
-    def patch(self, model, bank, subject, share_new):
+    def patch(self, model, bank, subject, share_new, anchor_cache=CACHE_CHOICES[0]):
+        if anchor_cache not in CACHE_CHOICES:
+            raise ValueError(f"ConsiStory Use Anchors: anchor_cache {anchor_cache!r} is not one of {list(CACHE_CHOICES)}")
         if STORY_KEY in model.model_options.get("transformer_options", {}):
             raise ValueError("ConsiStory Use Anchors: the model is already patched by ConsiStory (SDSA or Use "
                              "Anchors); connect the checkpoint's model: Use Anchors adds the shared attention itself")
         bank.check_model(**model_facts(model))
         story = story_with_anchors(bank, subject)
+        cache_file = cache_file_of(bank) if anchor_cache == CACHE_CHOICES[2] else None
+        cache = None if anchor_cache == "off" or bank.passes is not None else \
+            cache_for(bank, "device" if anchor_cache == CACHE_CHOICES[1] else "cpu")
         m, _ = patch_story(model, story, bank.description.sharing,
-                           reuse_mapping(bank.anchors, subject.images, share_new),
-                           replayed=bank.anchors, given_masks=bank.subject_masks, replay=AnchorReplay(bank))
+                           reuse_mapping(bank.anchors, subject.images, share_new), replayed=bank.anchors,
+                           given_masks=bank.subject_masks, replay=AnchorReplay(bank, cache, cache_file))
         return (m,)

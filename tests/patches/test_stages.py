@@ -8,6 +8,7 @@ from consistory_testing.pack import runtime
 passes = runtime("consistory_patches.passes")
 blend_pass = runtime("consistory_patches.blend_pass")
 anchor_replay = runtime("consistory_patches.anchor_replay")
+anchor_cache = runtime("consistory_patches.anchor_cache")
 anchor_record = runtime("consistory_patches.anchor_record")
 shared_attention = runtime("consistory_patches.shared_attention")
 run_state = runtime("consistory_patches.run_state")
@@ -104,6 +105,32 @@ def small_bank(k=2, steps=3, length=77):
                                 torch.randn(steps, k, 4, 2, 2, generator=g), cond, description)
 
 
+def test_replay_with_a_cache_runs_later_runs_on_the_new_images_only():
+    """The first run records (anchors in front, the call's pass carries a recording access);
+    a later run of the same bank evaluations plays: the UNet sees the new images only, their
+    context still repeated to the anchors' common length, the access in the call's pass."""
+    bank = small_bank()
+    cache = anchor_cache.AnchorCache(bank.anchors)
+    cache.use("same settings")  # start_run sets it from the story; no story in these fake calls
+    stage = anchor_replay.AnchorReplay(bank, cache)
+    x = torch.randn(6, 4, 2, 2)
+    context, y = torch.randn(6, 154, 3), torch.randn(6, 5)
+    log = []
+    for sigma in (9.0, 5.0, 1.0):
+        stage(logging_unet(log), args_for(x, sigma, [1, 0], c_crossattn=context, y=y))
+    assert [seen["input"].shape[0] for _, seen in log] == [10, 10, 10]
+    assert all(passes.pass_of(seen["c"]["transformer_options"]).anchor_rows.recording for _, seen in log)
+    log.clear()
+    for sigma in (9.0, 5.0, 1.0):
+        out = stage(logging_unet(log), args_for(x, sigma, [1, 0], c_crossattn=context, y=y))
+        assert torch.equal(out, x * 2)
+    assert [seen["input"].shape[0] for _, seen in log] == [6, 6, 6]
+    rows = passes.pass_of(log[-1][1]["c"]["transformer_options"]).anchor_rows
+    assert not rows.recording and rows.absent == 2 and rows.evaluation == 2
+    assert torch.equal(log[-1][1]["c"]["c_crossattn"], context)
+    assert cache.calls == {"recorded": 3, "played": 3}
+
+
 def test_replay_puts_the_banks_anchors_in_front_of_each_chunk_and_drops_them_after():
     bank = small_bank()
     stage = anchor_replay.AnchorReplay(bank)
@@ -121,7 +148,7 @@ def test_replay_puts_the_banks_anchors_in_front_of_each_chunk_and_drops_them_aft
     assert torch.equal(seen["c"]["c_crossattn"][:2], bank.conditioning["uncond"]["context"].repeat(1, 2, 1))
     assert torch.equal(seen["c"]["c_crossattn"][5:7], bank.conditioning["cond"]["context"].repeat(1, 2, 1))
     assert torch.equal(seen["c"]["y"][7:], y[3:])
-    assert torch.equal(stage.last_x0, bank.inputs[1] * 2)  # the cond chunk's anchors, for a DIFT pass
+    assert stage.last_x0[0] == 1 and torch.equal(stage.last_x0[1], bank.inputs[1] * 2)  # the cond chunk's anchors at evaluation 1, for a DIFT pass
     with pytest.raises(bank_file.BankError, match="model evaluation 2 is at sigma 1; the bank's is at sigma 5"):
         stage(logging_unet(log), args_for(x, 1.0, [1, 0], c_crossattn=context, y=y))  # fine: the next sigma
         stage(logging_unet(log), args_for(x, 9.0, [1, 0], c_crossattn=context, y=y))  # a new run from the top

@@ -1,0 +1,115 @@
+"""The anchor cache on the real host: the first reuse of a bank replays the anchors and keeps
+what they give the new images; later reuses with new prompts run the UNet on the new images
+only, and their images still equal one batch with the anchors."""
+import pytest
+import torch
+
+from consistory_run.graphs import make_subject_graph, reuse_subject_graph, story_graph
+from consistory_testing.pack import pack_module
+from consistory_testing.run_graph import run_fresh
+
+ANCHORS = ["walking in a park", "reading a book"]
+FIRST, LATER = ["cooking dinner", "swimming in a lake"], ["riding a horse", "painting a fence"]
+STEPS = 6
+FULL = dict(blend=True, blend_end=0.35, inject="fast")
+
+
+@pytest.fixture
+def caches(host):
+    """The pack's anchor-cache module, its caches emptied (each test makes its own bank)."""
+    module = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.anchor_cache")
+    module._CACHES.clear()
+    return module
+
+
+def one_batch(host, latents, new, **kw):
+    host.run(story_graph(ANCHORS + new, anchors=2, **kw))
+    return latents["story"][2:]
+
+
+def assert_equal_to(reused, in_batch):
+    torch.testing.assert_close(reused, in_batch, rtol=1e-4, atol=1e-4 * in_batch.abs().amax().item())
+
+
+@pytest.mark.parametrize("place", ["CPU memory", "device memory"])
+@pytest.mark.parametrize("method", ["sdsa", "full"], ids=["SDSA", "SDSA+blend+injection"])
+def test_later_prompts_reuse_the_cache_and_equal_one_batch(host, latents, outputs, caches, method, place):
+    kw = dict(steps=STEPS, **(FULL if method == "full" else {}))
+    expected = {tuple(new): one_batch(host, latents, new, **kw) for new in (FIRST, LATER)}
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="cached", **kw))
+    bank = "output/cached_00001.safetensors"
+    host.run(reuse_subject_graph(FIRST, bank, anchor_cache=place, **kw))
+    assert_equal_to(latents["story"], expected[tuple(FIRST)])
+    (cache,) = caches._CACHES.values()
+    recorded = dict(cache.calls)
+    assert recorded["recorded"] > 0 and recorded["played"] == 0  # the first run computed the anchors
+    host.run(reuse_subject_graph(LATER, bank, anchor_cache=place, **kw))
+    assert_equal_to(latents["story"], expected[tuple(LATER)])
+    assert cache.calls["recorded"] == recorded["recorded"]  # nothing computed again ...
+    assert cache.calls["played"] == recorded["recorded"]    # ... every call served from the cache
+    print(f"{method}, {place}: {cache.summary()}")
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m", "uni_pc", "ddim"])
+def test_the_cache_serves_every_deterministic_sampler_exactly(host, latents, outputs, caches, sampler):
+    """heun evaluates twice at one sigma, dpmpp_2m and uni_pc keep a history: the cache is
+    kept per model evaluation, like the bank."""
+    kw = dict(steps=STEPS, sampler=sampler)
+    expected = one_batch(host, latents, LATER, **kw)
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix=sampler, **kw))
+    bank = f"output/{sampler}_00001.safetensors"
+    host.run(reuse_subject_graph(FIRST, bank, **kw))
+    host.run(reuse_subject_graph(LATER, bank, **kw))
+    assert_equal_to(latents["story"], expected)
+    (cache,) = caches._CACHES.values()
+    assert cache.calls["played"] == cache.calls["recorded"] > 0
+
+
+def test_patches_or_weights_added_after_use_anchors_are_not_served_stale(host, latents, outputs, caches):
+    """A cache made without FreeU / a model merge after Use Anchors is not used with them:
+    the images equal the same graph with the cache off (the anchors recomputed every step)."""
+    kw = dict(steps=STEPS)
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="later", **kw))
+    bank = "output/later_00001.safetensors"
+    host.run(reuse_subject_graph(FIRST, bank, **kw))  # the cache of the plain model
+
+    def after_use_anchors(cache_choice, change):
+        g = reuse_subject_graph(LATER, bank, anchor_cache=cache_choice, **kw)
+        if change == "FreeU":
+            g["after"] = {"class_type": "FreeU", "inputs": {"model": ["sdsa", 0], "b1": 1.3, "b2": 1.4,
+                                                           "s1": 0.9, "s2": 0.2}}
+        else:
+            g["other"] = {"class_type": "ConsiStoryTinySDXLCheckpoint", "inputs": {"weight_seed": 1}}
+            g["after"] = {"class_type": "ModelMergeSimple", "inputs": {"model1": ["sdsa", 0], "model2": ["other", 0],
+                                                                      "ratio": 0.7}}
+        g["sampler"]["inputs"]["model"] = ["after", 0]
+        host.run(g)
+        return latents["story"]
+
+    for change in ("FreeU", "model merge"):
+        assert_equal_to(after_use_anchors("CPU memory", change), after_use_anchors("off", change))
+
+
+def test_a_cache_file_beside_the_bank_serves_a_fresh_process(host, latents, outputs, caches):
+    kw = dict(steps=STEPS, **FULL)
+    expected = one_batch(host, latents, LATER, **kw)
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="filed", **kw))
+    bank, choice = "output/filed_00001.safetensors", "CPU memory + file beside the bank"
+    run_fresh(reuse_subject_graph(FIRST, bank, anchor_cache=choice, **kw), outputs)
+    cache_file = outputs / "consistory_banks" / "filed_00001.anchor_cache"
+    assert cache_file.is_file()
+    written = cache_file.stat().st_mtime_ns
+    reused = run_fresh(reuse_subject_graph(LATER, bank, anchor_cache=choice, **kw), outputs)["story"]
+    assert_equal_to(reused, expected)
+    assert cache_file.stat().st_mtime_ns == written  # served from the file: nothing recorded, nothing rewritten
+
+
+def test_the_file_choice_needs_a_bank_from_a_file(host, latents, outputs, caches):
+    g = make_subject_graph(ANCHORS, anchors=2, prefix="unsaved", steps=STEPS)
+    g["use"] = {"class_type": "ConsiStoryUseAnchors", "inputs": {
+        "model": ["ckpt", 0], "bank": ["bank", 0], "subject": ["story", 1], "share_new": False,
+        "anchor_cache": "CPU memory + file beside the bank"}}
+    g["probe"] = {"class_type": "KSampler", "inputs": {**g["sampler"]["inputs"], "model": ["use", 0]}}
+    g["probe_capture"] = {"class_type": "ConsiStoryLatentCapture", "inputs": {"samples": ["probe", 0], "key": "probe"}}
+    with pytest.raises(Exception, match=r"needs a bank from ConsiStory Load Anchor Bank"):
+        host.run(g)
