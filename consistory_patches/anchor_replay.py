@@ -4,7 +4,9 @@ Every UNet call gets the anchors' rows put in front of each chunk: their input l
 the call's sigma from the bank (for a DIFT pass: their last clean-image estimate re-noised
 with the pass's seed, as one batch would), their conditioning, zero ControlNet residuals.
 The output drops those rows again. So the new images attend to [self ; anchors] exactly as
-in one batch with the anchors.
+in one batch with the anchors. With an anchor cache (consistory_patches.anchor_cache) a call
+whose evaluation is kept runs on the new images only: the patches take the anchors' parts
+from the cache; the other calls replay the anchors as above and fill it.
 """
 from __future__ import annotations
 

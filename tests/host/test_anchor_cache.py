@@ -113,3 +113,27 @@ def test_the_file_choice_needs_a_bank_from_a_file(host, latents, outputs, caches
     g["probe_capture"] = {"class_type": "ConsiStoryLatentCapture", "inputs": {"samples": ["probe", 0], "key": "probe"}}
     with pytest.raises(Exception, match=r"needs a bank from ConsiStory Load Anchor Bank"):
         host.run(g)
+
+
+def test_another_packs_attn1_replace_gets_the_cached_anchor_keys(host, latents, outputs, caches):
+    """With another pack's attn1 replace under the shared attention, each new image is handed
+    exactly the keys it sees; from the cache they are the same as with the anchors replayed."""
+    from consistory_testing.probes import Attn1ReplaceProbe
+    kw = dict(steps=STEPS)
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="chained", **kw))
+    bank = "output/chained_00001.safetensors"
+
+    def reuse(new, choice):
+        g = reuse_subject_graph(new, bank, anchor_cache=choice, **kw)
+        g["before"] = {"class_type": "ConsiStoryAttn1ReplaceProbe", "inputs": {"model": ["ckpt", 0]}}
+        g["sdsa"]["inputs"]["model"] = ["before", 0]
+        Attn1ReplaceProbe.calls.clear()
+        host.run(g)
+        return latents["story"]
+
+    reuse(FIRST, "CPU memory")  # fills the cache
+    played = reuse(LATER, "CPU memory")
+    assert any(keys > queries for queries, keys in Attn1ReplaceProbe.calls)  # the anchors' keys reached it
+    (cache,) = caches._CACHES.values()
+    assert cache.calls["played"] > 0
+    assert_equal_to(played, reuse(LATER, "off"))
