@@ -16,8 +16,8 @@ def _number(value, digits: int) -> str:
 def table(results: dict) -> str:
     unet = "Full-size SDXL UNet (2.57 B parameters" if results["unet"] == "sdxl" else "Tiny SDXL-shaped UNet ("
     lines = [f"{unet}, random weights), {results['size']}x{results['size']} px, {results['steps']} DDIM steps with "
-             f"the paper's settings, CFG batched; {results.get('device', 'cpu')}, {results.get('dtype', 'fp32')}; "
-             f"{results['machine']}, {results['date']}; medians of {results['repeats']} interleaved repeats. Step "
+             f"the paper's settings, CFG batched; {results.get('device', 'cpu')}, {results.get('dtype', 'fp32')}, "
+             f"{results['machine'].split(', ')[-1]} RAM, {results['date']}; medians of {results['repeats']} interleaved repeats. Step "
              "costs are measured; a whole generation is the counted steps of each kind times their measured cost. "
              "Activation memory: the most bytes of tensors alive at once beyond the weights, one untimed run.", "",
              "| N | configuration | UNet calls | rows per call | s/step | step × vanilla | generation × vanilla "
@@ -25,11 +25,11 @@ def table(results: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     calls = results["unet_calls"]
     for n, r in sorted(results["by_images"].items(), key=lambda x: int(x[0])):
-        for c in r["generation_ratio"]:
+        for c in dict.fromkeys([*r["seconds_per_step"], *r["generation_ratio"]]):  # step kinds, then generations
             rows = r.get("unet_rows", {}).get(c)
-            lines.append(f"| {n} | {c} | {calls.get(c, '–')} | {'–' if rows is None else int(rows)} | "
+            lines.append(f"| {n} | {c} | {calls.get(c, '–') if c in r['generation_ratio'] else '–'} | {'–' if rows is None else int(rows)} | "
                          f"{_number(r['seconds_per_step'].get(c), 2)} | {_number(r['step_ratio'].get(c), 3)} | "
-                         f"{r['generation_ratio'][c]:.3f} | {_number(r.get('peak_activation_gib', {}).get(c), 3)} | "
+                         f"{_number(r['generation_ratio'].get(c), 3)} | {_number(r.get('peak_activation_gib', {}).get(c), 3)} | "
                          f"{_number(r.get('activation_ratio', {}).get(c), 2)} | "
                          f"{_number(r['peak_rss_gib'].get(c), 2)} |")
     slopes = results.get("activation_slope_gib_per_image") or {}

@@ -434,8 +434,10 @@ def plot(results, path: Path) -> None:
     ns = sorted(by, key=int)
     xs = [int(n) for n in ns]
     fig, (time_ax, rss_ax, act_ax) = plt.subplots(1, 3, figsize=(16, 4.6))
-    fig.suptitle(f"{results['unet']} SDXL UNet, {results['size']}px, {results['steps']} steps; {results['device']}, "
-                 f"{results['dtype']}; {results['machine']}, {results['date']}", fontsize=10)
+    unet = "full-size SDXL UNet" if results["unet"] == "sdxl" else "tiny SDXL-shaped UNet"
+    fig.suptitle(f"{unet} (random weights), {results['size']}x{results['size']} px, {results['steps']} steps; "
+                 f"{results['device']}, {results['dtype']}, {results['machine'].split(', ')[-1]} RAM; {results['date']}",
+                 fontsize=10)
     for c in by[ns[0]]["generation_ratio"]:
         if c != "vanilla":
             time_ax.plot(xs, [by[n]["generation_ratio"][c] for n in ns], "o-", label=c)
