@@ -42,10 +42,14 @@ class SharedKeys:
     flat_index: torch.Tensor
     allowed: torch.Tensor
     _bias: dict = field(default_factory=dict, repr=False)
+    _before: dict = field(default_factory=dict, repr=False)
 
     def entries_before(self, image: int) -> int:
-        """How many pool entries belong to the images before ``image`` (the pool is in image order)."""
-        return int((self.flat_index < image * self.tokens).sum())
+        """How many pool entries belong to the images before ``image`` (the pool is in image
+        order); counted once per plan (every layer asks, and on a GPU counting waits for it)."""
+        if image not in self._before:
+            self._before[image] = int((self.flat_index < image * self.tokens).sum())
+        return self._before[image]
 
     @property
     def empty(self) -> bool:

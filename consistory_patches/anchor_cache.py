@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .host_api import patch_kinds, weights_sample
+from .host_api import hash_weights, patch_kinds
 
 PLACES = ("cpu", "device")
 FILE_FORMAT = "consistory.anchor_cache"
@@ -165,7 +165,7 @@ class AnchorCache:
 
 
 def bank_digest(bank) -> bytes:
-    """A digest of what a bank is: its story and settings, and a sample of each of its tensors
+    """A digest of what a bank is: its story and settings, and every value of its tensors
     (schedule, latents, conditioning, a user's subject masks)."""
     h = hashlib.sha1(json.dumps(bank.description.to_json(), sort_keys=True).encode())
     for name, tensor in sorted(bank.tensors().items()):  # a few MB even at 1024²: all of it
@@ -180,9 +180,7 @@ def cache_identity(bank: bytes, method: dict, diffusion_model, options: dict) ->
     tensor) and the kinds of patches on the model (another pack's attention changes the anchors)."""
     h = hashlib.sha1(bank)
     h.update(json.dumps(method, sort_keys=True).encode())
-    for name, tensor in diffusion_model.state_dict().items():
-        h.update(name.encode())
-        h.update(weights_sample(tensor, 64))
+    hash_weights(h, diffusion_model, values=64)
     h.update(patch_kinds(options).encode())
     return h.hexdigest()
 

@@ -90,6 +90,15 @@ def weights_sample(t, values: int = 4096) -> bytes:
     return flat[::max(1, flat.numel() // values)][:values].float().cpu().numpy().tobytes()
 
 
+def hash_weights(h, module, every: int = 1, values: int = 4096) -> None:
+    """Adds to the hash ``h`` the name and ``values`` sampled values of every ``every``-th
+    tensor of ``module``'s state dict (the weights as they are now, patches applied)."""
+    for i, (name, tensor) in enumerate(module.state_dict().items()):
+        if i % every == 0:
+            h.update(name.encode())
+            h.update(weights_sample(tensor, values))
+
+
 def patch_kinds(options: dict) -> str:
     """The attention and block patches in a call's transformer_options, by place and function
     name (not identity: the host's clone() copies them), as one line."""
@@ -120,10 +129,7 @@ def model_fingerprint(model) -> tuple:
     sample of the patch), and a line for people ("none", "264 weights patched, strengths 0.8")."""
     import hashlib
     h = hashlib.sha1()
-    for i, (name, tensor) in enumerate(model.model.diffusion_model.state_dict().items()):
-        if i % 50 == 0:
-            h.update(name.encode())
-            h.update(weights_sample(tensor))
+    hash_weights(h, model.model.diffusion_model, every=50)
     strengths = set()
     patches = getattr(model, "patches", {}) or {}
     for key in sorted(patches):
