@@ -48,10 +48,17 @@ def subject_token_maps(q: torch.Tensor, k: torch.Tensor, heads: int,
     q (N, P, heads*d) image queries, k (N, L, heads*d) text keys, weights (N, L, K).
     Returns (N, K, P) in fp32.
     """
-    qh = rearrange(q.float(), "n p (h d) -> n h p d", h=heads)
-    kh = rearrange(k.float(), "n l (h d) -> n h l d", h=heads)
-    d = qh.shape[-1]
-    probs = torch.softmax(qh @ kh.transpose(-1, -2) * d ** -0.5, dim=-1).mean(1)  # (N, P, L)
+    return head_token_maps(rearrange(q, "n p (h d) -> n h p d", h=heads),
+                           rearrange(k, "n l (h d) -> n h l d", h=heads), weights)
+
+
+def head_token_maps(q: torch.Tensor, k: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``subject_token_maps`` of heads already apart: q (N, heads, P, d) image queries,
+    k (N, heads, L, d) text keys (a DiT's joint attention: the image tokens' queries and the
+    text tokens' keys, softmax over the text tokens as in a cross-attention), weights (N, L, K).
+    Returns (N, K, P) in fp32."""
+    q, k = q.float(), k.float()
+    probs = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1).mean(1)  # (N, P, L)
     return (probs @ weights.float()).transpose(1, 2)
 
 

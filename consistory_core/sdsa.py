@@ -56,11 +56,12 @@ class SharedKeys:
         """True when no image sees anything but itself (plain self-attention)."""
         return not bool(self.allowed.any())
 
-    def bias(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """Additive mask (N, 1, 1, P+T): 0 where visible, -inf where hidden."""
-        key = (dtype, device)
+    def bias(self, dtype: torch.dtype, device: torch.device, own_keys: int | None = None) -> torch.Tensor:
+        """Additive mask (N, 1, 1, P+T): 0 where visible, -inf where hidden; ``own_keys``:
+        how many keys an image has of its own where not P (a DiT's joint sequence)."""
+        key = (dtype, device, own_keys)
         if key not in self._bias:
-            own = torch.ones(self.images, self.tokens, dtype=torch.bool, device=device)
+            own = torch.ones(self.images, own_keys or self.tokens, dtype=torch.bool, device=device)
             visible = torch.cat([own, self.allowed.to(device)], dim=1)
             bias = torch.zeros(visible.shape, dtype=dtype, device=device)
             bias.masked_fill_(~visible, float("-inf"))
@@ -116,3 +117,33 @@ def image_keys(k: torch.Tensor, plan: SharedKeys, image: int, first: int = 0,
     k (N - first, heads, P, d) and cached as in ``gather_pool``."""
     pool = gather_pool(k, plan, first, cached)[:, plan.allowed[image].to(k.device)]
     return torch.cat([k[image - first], pool], dim=1)
+
+
+def shared_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SharedKeys, text: int,
+                           first: int = 0, cached: tuple | None = None, reposition=None) -> torch.Tensor:
+    """SDSA on a DiT's joint attention (Flux; the paper's §4.1 on [text ; image] sequences).
+
+    q, k, v (N - first, heads, L, d): one CFG chunk's joint sequences from image ``first`` on,
+    [text (``text`` tokens) ; image (plan.tokens) ; anything after, e.g. reference tokens],
+    keys already carrying their positions (RoPE). The image's queries (and those after it)
+    attend to all L keys of their own sequence plus the pool of other images' subject image
+    keys the plan allows; text queries attend to their own sequence only, as unpatched.
+    cached: the pool keys and values of the images before ``first`` (see ``gather_pool``).
+    reposition: a function (heads, T, d) -> (heads, T, d) applied to the pool's keys (the
+    positional shift, ``consistory_core.positions``), or None to keep their own positions.
+    Returns (N - first, heads, L, d)."""
+    n = q.shape[0]
+    image = slice(text, text + plan.tokens)
+    if plan.flat_index.numel() == 0:
+        return F.scaled_dot_product_attention(q, k, v)
+    ck, cv = cached or (None, None)
+    pool_k = gather_pool(k[:, :, image], plan, first, ck)
+    pool_v = gather_pool(v[:, :, image], plan, first, cv)
+    if reposition is not None:
+        pool_k = reposition(pool_k)
+    k_ext = torch.cat([k, pool_k.unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
+    v_ext = torch.cat([v, pool_v.unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
+    bias = plan.bias(q.dtype, q.device, own_keys=k.shape[2])[first:]
+    out_text = F.scaled_dot_product_attention(q[:, :, :text], k, v)
+    out_image = F.scaled_dot_product_attention(q[:, :, text:], k_ext, v_ext, attn_mask=bias)
+    return torch.cat([out_text, out_image], dim=2)

@@ -54,6 +54,10 @@ class MaskSettings(_JSONSettings):
         return self.RESOLUTIONS[self.resolution]
 
 
+# A DiT's shared keys (Flux, RoPE): moved past the image's own positions (AlignedGen's
+# ShiftPE, so they do not copy the other image's layout), or kept at their own.
+DIT_POSITIONS = ("shifted (ShiftPE)", "as sampled")
+
 BLOCK_GROUPS = {
     "output (paper)": ("output",),
     "middle + output": ("middle", "output"),
@@ -68,7 +72,8 @@ class SharingSettings:
     dropout: chance a subject patch of another image is hidden at a step; dropout_seed: its
     generator's seed; anchors: 0 = every image shares with every other, k = the first k
     share with each other and the rest see only them; start/end_percent: where in the
-    schedule sharing is on; blocks: a key of BLOCK_GROUPS; masks: how masks are made.
+    schedule sharing is on; blocks: a key of BLOCK_GROUPS; masks: how masks are made;
+    dit_positions: on a DiT, where the shared keys sit (one of DIT_POSITIONS).
     """
     dropout: float = 0.5
     dropout_seed: int = 0
@@ -77,6 +82,7 @@ class SharingSettings:
     end_percent: float = 1.0
     blocks: str = "output (paper)"
     masks: MaskSettings = field(default_factory=MaskSettings)
+    dit_positions: str = "shifted (ShiftPE)"
     KIND = "sharing settings"
 
     def __post_init__(self):
@@ -84,6 +90,8 @@ class SharingSettings:
             raise SettingsError(f"start_percent {self.start_percent} is after end_percent {self.end_percent}")
         if self.blocks not in BLOCK_GROUPS:
             raise SettingsError(f"blocks {self.blocks!r} is not one of {list(BLOCK_GROUPS)}")
+        if self.dit_positions not in DIT_POSITIONS:
+            raise SettingsError(f"dit_positions {self.dit_positions!r} is not one of {list(DIT_POSITIONS)}")
         if self.masks.resolution not in MaskSettings.RESOLUTIONS:
             raise SettingsError(f"mask resolution {self.masks.resolution!r} is not one of "
                                 f"{list(MaskSettings.RESOLUTIONS)}")

@@ -29,7 +29,7 @@ class AnchorRecorder:
             self.run.kept(self.run.runs - 1)["anchors"] = (self.sigmas, self.inputs, self.conditioning, self.method)
         self.sigmas: list = []        # per model evaluation, in the sampler's order
         self.inputs: list = []        # anchors' input latents (k, C, h, w) per evaluation
-        self.conditioning: dict = {}  # "cond"/"uncond" -> {"c_crossattn": (k, L, D), "y": (k, A)}
+        self.conditioning: dict = {}  # "cond"/"uncond" -> {"c_crossattn": (k, L, D), "y": (k, A), Flux's "guidance": (k,)}
         self.method = None            # Story.method() of the model this run sampled with
 
     def __call__(self, call, args):
@@ -50,7 +50,8 @@ class AnchorRecorder:
                 if name and name not in self.conditioning:
                     rows = chunks.head(c, self.anchors)
                     self.conditioning[name] = {key: args["c"][key][rows].detach().clone()
-                                               for key in ("c_crossattn", "y") if key in args["c"]}
+                                               for key in ("c_crossattn", "y", "guidance")
+                                               if torch.is_tensor(args["c"].get(key))}
         return call(args)
 
     def recorded(self, run: int) -> tuple:
@@ -80,7 +81,7 @@ class AnchorRecorder:
             word_subject=subject.word_subject, token_length=subject.token_length, sharing=self.run.sharing,
             schedule=f"{len(sigmas)} model evaluations at {steps} sigmas from {sigmas[0]:.6g} to {sigmas[-1]:.6g}",
             **facts)
-        conditioning = {name: {"context": c["c_crossattn"].cpu(), **({"y": c["y"].cpu()} if "y" in c else {})}
+        conditioning = {name: {"context" if key == "c_crossattn" else key: t.cpu() for key, t in c.items()}
                         for name, c in conditioning.items()}
         return AnchorBank(torch.tensor(sigmas, dtype=torch.float64), torch.stack([t.cpu() for t in inputs]),
                           conditioning, description, passes)

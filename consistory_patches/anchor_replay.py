@@ -127,7 +127,7 @@ class AnchorReplay:
         conds = [self._conditioning(kind) for kind in outer.order]
         c = dict(args["c"])
         for key, value in c.items():
-            if key in ("c_crossattn", "y", "transformer_options", "control") or not torch.is_tensor(value):
+            if key in ("c_crossattn", "y", "guidance", "transformer_options", "control") or not torch.is_tensor(value):
                 continue
             if value.shape[0] == x.shape[0]:
                 raise BankError(f"Use Anchors cannot replay the anchors with the conditioning {key!r}")
@@ -143,8 +143,12 @@ class AnchorReplay:
             anchors_x = bank.inputs[evaluation].to(x)
         c["c_crossattn"] = inner.join(lambda i: _repeat_tokens(conds[i]["context"].to(context), length),
                                       _repeat_tokens(context, length))
-        if "y" in c:
-            c["y"] = inner.join(lambda i: conds[i]["y"].to(c["y"]), c["y"])
+        for key in ("y", "guidance"):  # pooled text; Flux.1 dev's guidance strength
+            if torch.is_tensor(c.get(key)):
+                if any(key not in cd for cd in conds):
+                    raise BankError(f"the bank has no {key!r} conditioning for its anchors but this model needs "
+                                    "it: make the bank with this model")
+                c[key] = inner.join(lambda i, key=key: conds[i][key].to(c[key]), c[key])
         if c.get("control") is not None:
             zeros = lambda t: (lambda i: torch.zeros_like(t[:1]).expand(k, *t.shape[1:]))
             c["control"] = {part: [None if t is None else inner.join(zeros(t), t) for t in tensors]

@@ -45,22 +45,26 @@ class DiftCapture:
         if extra["block"] != ("output", self.dift_block) or h.shape[0] != extra["original_shape"][0]:
             return h, hsp
         rows = self.run.patch_chunks(h.shape[0], extra).cond_rows
-        if rows is None:
-            return h, hsp
+        if rows is not None:
+            # copies, not views: a later output block patch (FreeU's) scales h in place
+            self.keep(lambda: h[rows].clone(), extra)
+        return h, hsp
+
+    def keep(self, features, extra: dict) -> None:
+        """Keeps the features of a call where they are wanted: ``features()`` gives the cond
+        chunk's (N, C, h, w), a copy; ``extra``: the call's transformer_options."""
         p = pass_of(extra)
         cached = p.anchor_rows  # replayed anchors' features from an anchor cache
-        # copies, not views: a later output block patch (FreeU's) scales h in place
         if p.kind is PassKind.DIFT:
-            features = h[rows].clone()
-            self.pass_features = features if cached is None else cached.rows("features", None, COND, features)
+            found = features()
+            self.pass_features = found if cached is None else cached.rows("features", None, COND, found)
         elif p.kind is PassKind.SAMPLER and self.dift_sigma is not None and not (cached and cached.absent):
             # (anchors from an anchor cache have no features here: such a run gives Collect Features none)
             sigma = self.run.sync_patch(extra)
             if sigma >= self.dift_sigma:
-                self._above = (sigma, h[rows].clone())
+                self._above = (sigma, features())
             elif self._below is None:
-                self._below = (sigma, h[rows].clone())
-        return h, hsp
+                self._below = (sigma, features())
 
     def recorded_features(self):
         """(sigma, features (N, C, h, w)) of the run's step closest to dift_sigma, or None."""

@@ -67,17 +67,23 @@ class Injector:
         if downscale_of(latent_hw, n.shape[1]) != INJECTION_DOWNSCALE or not self.active(sigma):
             return n
         rows = self.run.patch_chunks(n.shape[0], extra).cond_rows
-        plan = self.plan(token_grid(latent_hw, n.shape[1])) if rows is not None else None
-        if plan is None:
+        if rows is None:
             return n
         out = n.clone()
-        cached = pass_of(extra).anchor_rows
-        if cached is None:
-            out[rows] = inject(n[rows], plan, self.alpha)
-        else:
-            layer = (*extra["block"], extra["block_index"])
-            out[rows] = inject(self.with_anchor_sources(cached, layer, n[rows]), plan, self.alpha)[cached.absent:]
+        out[rows] = self.injected(n[rows], token_grid(latent_hw, n.shape[1]), (*extra["block"], extra["block_index"]),
+                                  pass_of(extra).anchor_rows)
         return out
+
+    def injected(self, n: torch.Tensor, grid: tuple, layer: tuple, cached=None) -> torch.Tensor:
+        """n (images of the call, P, C): the cond chunk's attention outputs at ``grid``, pulled
+        toward their matches (as they are where the run has no features yet); cached: the
+        call's anchor cache access, or None."""
+        plan = self.plan(grid)
+        if plan is None:
+            return n
+        if cached is None:
+            return inject(n, plan, self.alpha)
+        return inject(self.with_anchor_sources(cached, layer, n), plan, self.alpha)[cached.absent:]
 
     def with_anchor_sources(self, cached, layer: tuple, n: torch.Tensor) -> torch.Tensor:
         """n (images of the call, P, C) -> (N, P, C) with the replayed anchors' rows: recording,

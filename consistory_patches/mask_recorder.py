@@ -48,7 +48,7 @@ class MaskRecorder:
         k = self._text_keys(attn2, layer, context[rows])
         cached = pass_of(extra).anchor_rows  # replayed anchors' maps from an anchor cache
         first = cached.absent if cached is not None else 0
-        maps = subject_token_maps(q, k, attn2.heads, self._token_weights(context.shape[1], q.device)[first:])
+        maps = subject_token_maps(q, k, attn2.heads, self.token_weights_for(context.shape[1], q.device)[first:])
         grid = token_grid(latent_hw, n.shape[1])
         low = (-(-latent_hw[0] // 4), -(-latent_hw[1] // 4))  # the recording grid
         if grid != low:
@@ -67,7 +67,8 @@ class MaskRecorder:
             cached = self._keys[layer] = (context, attn2.to_k(context))
         return cached[1]
 
-    def _token_weights(self, context_length: int, device) -> torch.Tensor:
+    def token_weights_for(self, context_length: int, device) -> torch.Tensor:
+        """(N, L, K): averages each subject word's token columns of an L-token context."""
         key = (context_length, device)
         if key not in self._weights:
             subject = self.run.subject

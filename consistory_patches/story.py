@@ -10,7 +10,9 @@ The pack puts one UNet wrapper on the model (host_api.install_unet_wrapper). At 
 call it runs the stages of the *sampled* clone's Story in a fixed nesting, whatever order
 the nodes were applied in:
 
-    one-pass DIFT features -> query blend -> anchor replay -> anchor record -> the UNet
+    one-pass DIFT features -> query blend -> anchor replay -> anchor record -> (a DiT's token layout) -> the model
+
+On a DiT (Flux) the attention patches are one attention override (consistory_patches.joint_attention).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from .anchor_replay import AnchorReplay
 from .blend_pass import QueryBlendPass
 from .dift_capture import DiftCapture, dift_sigma
 from .host_api import install_unet_wrapper, model_sampling
-from .injection import OnePassFeatures
+from .injection import Injector, OnePassFeatures
+from .joint_attention import OVERRIDE_KEY, JointAttention, TokenLayoutStage, is_dit, override_supported
 from .layers import attention_positions, dift_block, is_unet
 from .mask_recorder import MaskRecorder
 from .passes import PASS_KEY, SAMPLER_PASS, STORY_KEY, with_pass
@@ -39,7 +42,8 @@ DIFT_TIMESTEP = 261  # of 1000: where the paper reads its DIFT features (§4.3)
 
 
 class UnsupportedModel(ValueError):
-    """A model whose layout the pack does not patch (a DiT such as Flux or SD3)."""
+    """A model whose layout the pack does not patch (SD3, other DiTs), or a DiT on a host
+    without the attention override."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class Story:
     blend: QueryBlendPass | None = None
     one_pass: OnePassFeatures | None = None
     injection: dict | None = None  # Feature Injection's settings and mode (what a bank records)
+    injector: Injector | None = None  # Feature Injection's (a DiT's override reads it; a UNet's has a patch)
+    tokens: TokenLayoutStage | None = None  # a DiT's: the token layout of each call (innermost stage)
 
     def method(self) -> dict:
         """What of the method besides sharing changes the anchors: Query Blend's and Feature
@@ -69,7 +75,7 @@ class Story:
 
     def stages(self) -> tuple:
         """The wrapper stages of this clone, outermost first."""
-        return tuple(s for s in (self.one_pass, self.blend, self.replay, self.recorder) if s is not None)
+        return tuple(s for s in (self.one_pass, self.blend, self.replay, self.recorder, self.tokens) if s is not None)
 
 
 def run_of_samples(model, story: Story, samples: dict) -> int:
@@ -118,22 +124,34 @@ def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: t
     replayed from a bank (``parts`` then holds replay=AnchorReplay(bank)); given_masks
     (k, H, W): a user's subject masks of the first k images (photo anchors), or None."""
     diffusion_model = model.model.diffusion_model
-    if not is_unet(diffusion_model):
-        raise UnsupportedModel(f"ConsiStory works on UNet models (SDXL, SD 1.5, SD 2.x); this is a "
+    dit = is_dit(diffusion_model)
+    if not is_unet(diffusion_model) and not dit:
+        raise UnsupportedModel(f"ConsiStory works on UNet models (SDXL, SD 1.5, SD 2.x) and Flux.1; this is a "
                                f"{type(model.model).__name__} model, whose transformer the pack does not patch yet")
+    if dit and not override_supported():
+        raise UnsupportedModel("ConsiStory on Flux needs ComfyUI 0.3.60 or later (its attention override); "
+                               "update ComfyUI")
     m = model.clone()
     sampling = model_sampling(m)
     run = StoryRun(subject, sharing, share, Window.of(sharing.start_percent, sharing.end_percent, sampling),
                    replayed, model_sampling=sampling, given_masks=given_masks)
-    dift = DiftCapture(run, dift_block(diffusion_model), dift_sigma(sampling, DIFT_TIMESTEP))
+    dift = DiftCapture(run, None if dit else dift_block(diffusion_model), dift_sigma(sampling, DIFT_TIMESTEP))
     story = Story(run, MaskRecorder(run, diffusion_model), SharedAttention(run), dift, **parts)
     if sharing.anchors > 0 and replayed == 0:  # keep what ConsiStory Anchor Bank needs
         story = dataclasses.replace(story, recorder=AnchorRecorder(run, min(sharing.anchors, subject.images)))
+    if dit:
+        story = dataclasses.replace(story, tokens=TokenLayoutStage(diffusion_model.patch_size))
     m.model_options.setdefault("transformer_options", {})[STORY_KEY] = story
-    # closures, not bound methods: clone() deep-copies what it finds in model_options
-    m.set_model_attn2_patch(lambda n, context, value, extra: story.masks.record(n, context, value, extra))
     # the sampler's denoised batch, so nodes after a sampler can tell which run made their samples
     m.set_model_sampler_post_cfg_function(lambda args: story.run.note_output(args["denoised"]) or args["denoised"])
+    if dit:
+        options = m.model_options["transformer_options"]
+        options[OVERRIDE_KEY] = JointAttention(story, diffusion_model, sharing.dit_positions,
+                                               previous=options.get(OVERRIDE_KEY))
+        install_unet_wrapper(m, run_stages)
+        return m, story
+    # closures, not bound methods: clone() deep-copies what it finds in model_options
+    m.set_model_attn2_patch(lambda n, context, value, extra: story.masks.record(n, context, value, extra))
     m.set_model_output_block_patch(lambda h, hsp, extra: story.dift.capture(h, hsp, extra))
     for position in attention_positions(diffusion_model, sharing.block_groups):
         previous = existing_attn1_replace(m.model_options, position)

@@ -175,7 +175,27 @@ class StepProbe(_ModelProbe):
         return (m,)
 
 
+class AttentionOverrideProbe(_ModelProbe):
+    """MODEL -> MODEL: another pack's attention override (today's host), the way such packs set
+    it: it chains the one it found, counts its calls in ``calls`` and scales the output by 1.1."""
+    calls = 0
+
+    def patch(self, model):
+        m = model.clone()
+        options = m.model_options.setdefault("transformer_options", {})
+        previous = options.get("optimized_attention_override")
+
+        def override(func, *args, **kwargs):
+            AttentionOverrideProbe.calls += 1
+            out = previous(func, *args, **kwargs) if previous is not None else func(*args, **kwargs)
+            return out * 1.1
+
+        options["optimized_attention_override"] = override
+        return (m,)
+
+
 NODE_CLASS_MAPPINGS = {"ConsiStoryAttn1ReplaceProbe": Attn1ReplaceProbe,
+                       "ConsiStoryAttentionOverrideProbe": AttentionOverrideProbe,
                        "ConsiStoryAttn2ReplaceProbe": Attn2ReplaceProbe,
                        "ConsiStoryLatentCapture": LatentCapture, "ConsiStoryMaskCapture": MaskCapture,
                        "ConsiStoryImageCapture": ImageCapture,

@@ -120,27 +120,80 @@ def tiny_sd1_clip(seed: int = 0, version: str = "1.5"):
     return clip
 
 
-def tiny_transformer_model(kind: str):
-    """A ModelPatcher around one of the host's non-UNet models with tiny widths, only built
-    (never sampled): "stable_cascade" (Stage C, on every host) or "flux" (today's host)."""
+def tiny_stable_cascade():
+    """A ModelPatcher around the host's Stable Cascade Stage C with tiny widths, only built
+    (never sampled): a model the pack does not patch."""
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models
+    config = comfy.supported_models.Stable_Cascade_C(dict(
+        stable_cascade_stage="c", c_hidden=[32, 32], nhead=[2, 2], blocks=[[1, 1], [1, 1]], c_cond=32,
+        c_r=16, c_clip_text=32, c_clip_text_pooled=32, c_clip_img=32))
+    model = comfy.model_base.StableCascade_C(config, device=torch.device("cpu"))
+    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+
+
+# Flux.1: the host's Flux class with its block layout (double-stream blocks, then single-stream
+# ones over the joint [text ; image] sequence, RoPE on 3 axes) at tiny widths.
+TINY_FLUX = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=TEXT_WIDTH, context_in_dim=32,
+                 hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
+                 theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True)
+
+
+def tiny_flux(seed: int = 0, schnell: bool = False, config: dict | None = None):
+    """A ModelPatcher around the host's Flux.1 model (dev: guidance-distilled; ``schnell``:
+    no guidance input) with tiny widths, or with ``config``'s (the benchmark's full width)."""
     import comfy.model_base
     import comfy.model_patcher
     import comfy.supported_models
     cpu = torch.device("cpu")
-    if kind == "stable_cascade":
-        config = comfy.supported_models.Stable_Cascade_C(dict(
-            stable_cascade_stage="c", c_hidden=[32, 32], nhead=[2, 2], blocks=[[1, 1], [1, 1]], c_cond=32,
-            c_r=16, c_clip_text=32, c_clip_text_pooled=32, c_clip_img=32))
-        model = comfy.model_base.StableCascade_C(config, device=cpu)
-    elif kind == "flux":
-        config = comfy.supported_models.Flux(dict(
-            image_model="flux", in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32, hidden_size=32,
-            mlp_ratio=2.0, num_heads=2, depth=1, depth_single_blocks=1, axes_dim=[4, 6, 6], theta=10000,
-            patch_size=2, qkv_bias=True, guidance_embed=True))
-        model = comfy.model_base.Flux(config, device=cpu)
-    else:
-        raise ValueError(kind)
+    unet = dict(config or TINY_FLUX, guidance_embed=not schnell)
+    model_config = (comfy.supported_models.FluxSchnell if schnell else comfy.supported_models.Flux)(unet)
+    model = model_config.get_model({}, device=cpu)
+    fill_weights(model.diffusion_model, seed)
+    model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
+
+
+def tiny_flux_clip(seed: int = 0):
+    """A host CLIP object for Flux: tiny CLIP-L (pooled) + tiny T5 (the context) behind the
+    host's real Flux tokenizers, so the subject words' T5 token positions are real."""
+    import comfy.sd
+    import comfy.sd1_clip
+    import comfy.text_encoders.flux as flux
+    import comfy.text_encoders.t5
+
+    class TinyFluxClipModel(flux.FluxClipModel):
+        def __init__(self, device="cpu", dtype=None, model_options={}, **_):
+            torch.nn.Module.__init__(self)
+            self.clip_l = comfy.sd1_clip.SDClipModel(device=device, dtype=dtype, return_projected_pooled=False,
+                                                     textmodel_json_config=str(CONFIGS / "clip_l.json"),
+                                                     model_options=model_options)
+            self.t5xxl = comfy.sd1_clip.SDClipModel(
+                device=device, layer="last", layer_idx=None, textmodel_json_config=str(CONFIGS / "t5_tiny.json"),
+                dtype=dtype, special_tokens={"end": 1, "pad": 0}, model_class=comfy.text_encoders.t5.T5,
+                enable_attention_masks=False, return_attention_masks=False,
+                model_options={**model_options, "model_name": "t5xxl"})
+            self.dtypes = {dtype}
+
+    class Target:
+        params: dict = {}
+        clip = TinyFluxClipModel
+        tokenizer = flux.FluxTokenizer
+
+    with torch.no_grad():
+        clip = comfy.sd.CLIP(target=Target())
+    fill_weights(clip.cond_stage_model, seed + 1)
+    return clip
+
+
+def tiny_flux_vae(seed: int = 0):
+    """The host's TAESD with Flux's 16 latent channels, random weights."""
+    import comfy.sd
+    import comfy.taesd.taesd
+    taesd = comfy.taesd.taesd.TAESD(latent_channels=16)
+    fill_weights(taesd, seed + 2)
+    return comfy.sd.VAE(sd=taesd.state_dict())
 
 
 def _accepts(fn, name: str) -> bool:
@@ -254,6 +307,23 @@ class TinySD1CheckpointLoader:
         return tiny_sd1_unet(weight_seed, version), tiny_sd1_clip(weight_seed, version), tiny_vae(weight_seed)
 
 
+class TinyFluxCheckpointLoader:
+    """Test/offline node: a tiny random-weight Flux.1 (dev or schnell) MODEL, CLIP and VAE (today's host)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"weight_seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1}),
+                             "version": (["dev", "schnell"],)}}
+
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+    CATEGORY = "ConsiStory/testing"
+
+    def load(self, weight_seed, version):
+        return tiny_flux(weight_seed, version == "schnell"), tiny_flux_clip(weight_seed), tiny_flux_vae(weight_seed)
+
+
 NODE_CLASS_MAPPINGS = {"ConsiStoryTinySDXLCheckpoint": TinySDXLCheckpointLoader,
+                       "ConsiStoryTinyFluxCheckpoint": TinyFluxCheckpointLoader,
                        "ConsiStoryTinySD1Checkpoint": TinySD1CheckpointLoader,
                        "ConsiStoryTinyControlNet": TinyControlNetLoader}

@@ -51,6 +51,7 @@ class FeatureInjection:
         if features is None:
             one_pass = OnePassFeatures(injector, story.dift, dift_sigma(sampling, s.dift_timestep), s.dift_noise_seed)
         mode = {"mode": "one pass" if features is None else "two passes"}
-        m = with_parts(model, story, one_pass=one_pass, injection={**s.to_json(), **mode})
-        m.set_model_attn1_output_patch(lambda n, extra: injector.output_patch(n, extra))
+        m = with_parts(model, story, one_pass=one_pass, injection={**s.to_json(), **mode}, injector=injector)
+        if story.tokens is None:  # a UNet; a DiT's attention override injects (consistory_patches.joint_attention)
+            m.set_model_attn1_output_patch(lambda n, extra: injector.output_patch(n, extra))
         return (m,)

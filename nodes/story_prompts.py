@@ -42,17 +42,34 @@ def story_prompt(style: str, subjects: list[str], scene: str) -> str:
     return " ".join(x for x in (style.strip(), " and ".join(subjects), scene) if x)
 
 
+# The tokens whose encoding the model attends to, by the host's tokenize() key, most wanted
+# first: T5's for Flux ({"l", "t5xxl"}: CLIP-L only gives Flux its pooled vector), else CLIP's
+# ("l" for SD 1.5 and SDXL, whose "g" has the same ids; "h" for SD 2.x); and their end token.
+CONTEXT_KEYS = ("t5xxl", "l", "h")
+END_OF = {"t5xxl": 1}  # CLIP's: END
+BLANK_OF = {"t5xxl": 3}  # T5's lone word-start piece ("▁"), which carries no meaning of its own
+
+
+def context_key(tokens: dict) -> str:
+    """The tokenize() key of the tokens the model's context is made of."""
+    return next((key for key in CONTEXT_KEYS if key in tokens), next(iter(tokens)))
+
+
 def token_ids(tokens: dict) -> list[int]:
-    """The token ids of a prompt, all 77-token chunks in a row, from the host's tokenize()
-    output: {"l": ...} for SD 1.5, {"g", "l"} for SDXL (the same ids), {"h": ...} for SD 2.x."""
-    chunks = tokens["l"] if "l" in tokens else next(iter(tokens.values()))
-    return [t[0] for chunk in chunks for t in chunk]
+    """The token ids of a prompt's context, all chunks in a row, from the host's tokenize()
+    output: {"l": ...} for SD 1.5, {"g", "l"} for SDXL (the same ids), {"h": ...} for SD 2.x,
+    {"l", "t5xxl"} for Flux (the T5 ids)."""
+    return [t[0] for chunk in tokens[context_key(tokens)] for t in chunk]
 
 
 def word_pieces(clip, word: str) -> list[int]:
-    """BPE ids of a word or short phrase, without start/end tokens."""
-    ids = token_ids(clip.tokenize(word))
-    return ids[1:ids.index(END, 1)]
+    """Token ids of a word or short phrase in the context's tokenizer, without start/end tokens."""
+    tokens = clip.tokenize(word)
+    key = context_key(tokens)
+    ids, end = token_ids(tokens), END_OF.get(key, END)
+    ids = ids[1:] if ids and ids[0] == START else ids
+    ids = ids[:ids.index(end)] if end in ids else ids
+    return ids[1:] if len(ids) > 1 and ids[0] == BLANK_OF.get(key) else ids
 
 
 def encode_story(clip, subject: str, subject_words: str, scene_list: list[str], style_prefix: str,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..consistory_core import anchor_mapping
-from ..consistory_core.settings import BLOCK_GROUPS, MaskSettings, SettingsError, SharingSettings
+from ..consistory_core.settings import BLOCK_GROUPS, DIT_POSITIONS, MaskSettings, SettingsError, SharingSettings
 from ..consistory_patches.story import patch_story
 from .sockets import MASK_SETTINGS_TYPE, STORY, SUBJECT_TYPE
 
@@ -12,7 +12,8 @@ class SubjectDrivenSelfAttention:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "An SDXL, SD 1.5 or SD 2.x model (epsilon, v-prediction, EDM, few-step); it is cloned, not changed."}),
+            "model": ("MODEL", {"tooltip": "An SDXL, SD 1.5 or SD 2.x model (epsilon, v-prediction, EDM, few-step) "
+                      "or a Flux.1 model (dev, schnell; ComfyUI 0.3.60+); it is cloned, not changed."}),
             "subject": (SUBJECT_TYPE, {"tooltip": "From ConsiStory Story Prompts."}),
             "dropout": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
                         "Chance that a subject patch of another image is hidden at a step. Lower: "
@@ -28,9 +29,16 @@ class SubjectDrivenSelfAttention:
             "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                             "tooltip": "Where in the schedule sharing ends."}),
             "blocks": (list(BLOCK_GROUPS), {"default": "output (paper)", "tooltip":
-                       "UNet blocks whose self-attention is shared; the paper uses the up (output) blocks."}),
+                       "UNet blocks whose self-attention is shared; the paper uses the up (output) blocks. On "
+                       "Flux: output = the single-stream blocks (the later two thirds), middle + output = also "
+                       "the later half of the double-stream blocks, input + middle + output = every block."}),
         }, "optional": {
             "mask_settings": (MASK_SETTINGS_TYPE, {"tooltip": "From ConsiStory Subject Masks; defaults if absent."}),
+            "dit_positions": (list(DIT_POSITIONS), {"default": DIT_POSITIONS[0], "tooltip":
+                              "Flux only: where the other images' subject keys sit. Flux puts each token's "
+                              "position into its key (RoPE), so shared keys at their own positions pull each "
+                              "image toward the other images' layout; shifted (AlignedGen's ShiftPE) moves them "
+                              "past the image's own positions. UNet models ignore it."}),
         }}
 
     RETURN_TYPES = ("MODEL",)
@@ -40,11 +48,11 @@ class SubjectDrivenSelfAttention:
                    "also sees the subject patches of the other images.")
 
     def patch(self, model, subject, dropout, dropout_seed, anchors, start_percent, end_percent,
-              blocks, mask_settings=None):
+              blocks, mask_settings=None, dit_positions=DIT_POSITIONS[0]):
         try:
             sharing = SharingSettings(dropout=dropout, dropout_seed=dropout_seed, anchors=anchors,
                                       start_percent=start_percent, end_percent=end_percent, blocks=blocks,
-                                      masks=mask_settings or MaskSettings())
+                                      masks=mask_settings or MaskSettings(), dit_positions=dit_positions)
         except SettingsError as e:
             raise ValueError(f"ConsiStory SDSA: {e}") from None
         m, _ = patch_story(model, subject, sharing, anchor_mapping(subject.images, anchors))

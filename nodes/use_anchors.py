@@ -2,11 +2,13 @@
 (paper §4.4; runtime: consistory_patches.anchor_replay)."""
 from __future__ import annotations
 
+import logging
 import os
 
 from ..consistory_patches.anchor_cache import cache_for
 from ..consistory_patches.anchor_replay import AnchorReplay, reuse_mapping, story_with_anchors
 from ..consistory_patches.host_api import model_facts
+from ..consistory_patches.joint_attention import is_dit
 from ..consistory_patches.story import STORY_KEY, patch_story
 from .sockets import BANK, BANK_TYPE, SUBJECT_TYPE
 
@@ -20,7 +22,7 @@ CACHE_TOOLTIP = (
     "on the GPU (fastest, uses VRAM); + file: also written beside a loaded bank file (NAME.anchor_cache) and "
     "read by later sessions; off: the anchors are recomputed at every step. The size is logged when ready "
     "(about 7 GB at 1024x1024, 50 steps, 2 anchors, a subject on 30% of the image, dropout 0.5). Banks with "
-    "two-pass injection are always recomputed.")
+    "two-pass injection, and Flux models, are always recomputed.")
 
 
 def cache_file_of(bank) -> str:
@@ -65,7 +67,10 @@ class UseAnchors:
         bank.check_model(**model_facts(model))
         story = story_with_anchors(bank, subject)
         cache_file = cache_file_of(bank) if anchor_cache == CACHE_CHOICES[2] else None
-        cache = None if anchor_cache == "off" or bank.passes is not None else \
+        dit = is_dit(model.model.diffusion_model)
+        if dit and anchor_cache != "off":
+            logging.info("ConsiStory Use Anchors: Flux models recompute the anchors at every step (no anchor cache yet)")
+        cache = None if anchor_cache == "off" or bank.passes is not None or dit else \
             cache_for(bank, "device" if anchor_cache == CACHE_CHOICES[1] else "cpu")
         m, _ = patch_story(model, story, bank.description.sharing,
                            reuse_mapping(bank.anchors, subject.images, share_new), replayed=bank.anchors,

@@ -1,0 +1,191 @@
+"""The method on a DiT's joint attention (Flux.1), through the host's attention override.
+
+Flux has no cross-attention: its double-stream blocks attend over [text ; image] with a
+projection per stream, its single-stream blocks over the same joint sequence with one, and
+RoPE puts each token's position into its query and key before attention. The host calls
+``transformer_options["optimized_attention_override"](func, q, k, v, heads, ...)`` for
+every attention with q, k, v (B, heads, L, d) after RoPE, and names the block in
+transformer_options ("block_type" "double"/"single", "block_index"). One override per clone
+does all of the method there:
+
+- subject masks (§4.1): on the double blocks of the sampler's pass, the cond chunk's image
+  queries against its text keys (softmax over the text tokens, as a cross-attention), the
+  subject words' maps into the run's mask tracker at the image token grid;
+- SDSA with dropout and anchors (§4.1, §4.2, §4.4): on the sharing blocks each image's
+  queries also see the other images' subject image keys (``shared_joint_attention``),
+  those keys moved past the image's own positions (``DIT_POSITIONS``);
+- query blending (§4.2): the vanilla pass keeps the image queries of the sharing blocks;
+- DIFT features and injection (§4.3): the image tokens' attention output of the feature
+  block is the correspondence feature map; on the sharing blocks the cond chunk's subject
+  tokens' outputs are pulled toward their matches.
+
+Where none of it acts the override calls the host's attention (or the override another
+pack put there first) with the call's own arguments, so it gives what the unpatched model
+gives. The token layout (text length, image grid) comes from the innermost wrapper stage
+(``TokenLayoutStage``), which reads it off the call's context and latent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+
+from ..consistory_core.masks import head_token_maps
+from ..consistory_core.positions import rotate_pairs
+from ..consistory_core.sdsa import shared_joint_attention
+from ..consistory_core.settings import DIT_POSITIONS
+from .chunks import COND
+from .passes import PassKind, STORY_KEY, pass_of, with_pass
+from .run_state import StoryRun
+
+OVERRIDE_KEY = "optimized_attention_override"  # transformer_options, today's host (ComfyUI 0.3.60+)
+TOKENS_KEY = "consistory_dit_tokens"
+
+# Which blocks share, for each choice of SDSA's "blocks" (named after a UNet's): the paper
+# shares in the UNet's up blocks, the later half of the network, which renders appearance
+# after the down blocks set the layout; a DiT's later half is its single-stream blocks (Flux:
+# 38 of 57 blocks, after the 19 double-stream ones).
+DIT_BLOCK_GROUPS = {
+    ("output",): ("single",),
+    ("middle", "output"): ("double late", "single"),
+    ("input", "middle", "output"): ("double", "single"),
+}
+
+
+def is_dit(diffusion_model) -> bool:
+    """A Flux-layout DiT (double-stream blocks, then single-stream blocks, RoPE embedder) with
+    text first in the joint sequence, whose attention the pack patches."""
+    if not all(hasattr(diffusion_model, a) for a in ("double_blocks", "single_blocks", "pe_embedder")):
+        return False
+    return not any(getattr(b, "flipped_img_txt", False) for b in diffusion_model.double_blocks)
+
+
+def override_supported() -> bool:
+    """The host routes every attention through transformer_options' override (ComfyUI 0.3.60+)."""
+    try:
+        from comfy.ldm.modules.attention import wrap_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """A call's joint sequence: ``text`` tokens first, then the image's ``grid`` (h, w) tokens
+    row by row, then whatever the model appends (Kontext's reference tokens)."""
+    text: int
+    grid: tuple
+
+    @property
+    def image(self) -> slice:
+        return slice(self.text, self.text + self.grid[0] * self.grid[1])
+
+
+class TokenLayoutStage:
+    """Innermost wrapper stage: the call's TokenLayout into its transformer_options (the text
+    length after any stage extended the context, the latent's patch grid)."""
+
+    def __init__(self, patch_size: int):
+        self.patch_size = patch_size
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, call, args):
+        h, w = args["input"].shape[-2:]
+        p = self.patch_size
+        layout = TokenLayout(args["c"]["c_crossattn"].shape[1], (-(-h // p), -(-w // p)))
+        options = args["c"].get("transformer_options", {})
+        return call(with_pass(args, pass_of(options), **{TOKENS_KEY: layout}))
+
+
+def block_sets(diffusion_model, groups: tuple) -> tuple:
+    """(sharing blocks, mask blocks, feature block) as ("double"|"single", index)."""
+    double, single = len(diffusion_model.double_blocks), len(diffusion_model.single_blocks)
+    named = {"double": [("double", i) for i in range(double)],
+             "double late": [("double", i) for i in range(double // 2, double)],
+             "single": [("single", i) for i in range(single)]}
+    share = frozenset(b for group in DIT_BLOCK_GROUPS[tuple(groups)] for b in named[group])
+    return share, frozenset(named["double"]), ("double", double - 1)
+
+
+class JointAttention:
+    """The override of one patched DiT (see the module's docstring). story: the clone's Story
+    (its run, mask recorder's token weights, shared attention's plans, DIFT capture)."""
+
+    def __init__(self, story, diffusion_model, positions: str, previous=None):
+        self.story, self.run = story, story.run
+        self.embedder = diffusion_model.pe_embedder
+        self.share, self.mask_blocks, self.feature_block = block_sets(diffusion_model, story.run.sharing.block_groups)
+        self.positions, self.previous = positions, previous
+        self._rotations: dict = {}
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, func, q, k, v, heads, *args, transformer_options=None, **kwargs):
+        options = transformer_options or {}
+
+        def host(q_):
+            if self.previous is not None:
+                return self.previous(func, q_, k, v, heads, *args, transformer_options=transformer_options, **kwargs)
+            return func(q_, k, v, heads, *args, transformer_options=transformer_options, **kwargs)
+
+        layout, block = options.get(TOKENS_KEY), (options.get("block_type"), options.get("block_index"))
+        if layout is None or block[0] not in ("double", "single") or not kwargs.get("skip_reshape") \
+                or kwargs.get("mask") is not None or q.shape[2] < layout.image.stop:
+            return host(q)
+        run, p, story = self.run, pass_of(options), options.get(STORY_KEY) or self.story
+        sigma = run.sync_patch(options)
+        chunks = run.patch_chunks(q.shape[0], options)
+        image = layout.image
+        if p.is_sampler and block in self.mask_blocks and chunks.cond_rows is not None:
+            self.record_masks(q, k, layout, chunks.cond_rows)
+        if p.kind is PassKind.VANILLA:  # query blending's pass: keep the image queries, share nothing
+            if block in self.share:
+                p.queries[block] = q[:, :, image]
+            return host(q)
+        if block in self.share and p.blend is not None:
+            q = q.clone()
+            q[:, :, image] = p.blended(block, q[:, :, image])
+        out = None
+        if block in self.share and run.sharing_at(sigma):
+            plan = story.attention.plan(layout.grid, q.device)
+            if not plan.empty:
+                move = self.reposition(layout.grid, q.device)
+                out = rearrange(torch.cat([
+                    shared_joint_attention(q[rows], k[rows], v[rows], plan, layout.text, reposition=move)
+                    for rows in (chunks.rows(c) for c in range(len(chunks)))]), "b h l d -> b l (h d)")
+        if out is None:
+            out = host(q)
+        rows = chunks.cond_rows
+        if rows is None or p.kind is PassKind.VANILLA:
+            return out
+        features = lambda: rearrange(out[rows, image], "n (h w) c -> n c h w", h=layout.grid[0]).clone()
+        if block == self.feature_block:
+            story.dift.keep(features, options)
+        injector = story.injector
+        if p.is_sampler and injector is not None and block in self.share and injector.active(sigma):
+            out = out.clone()
+            out[rows, image] = injector.injected(out[rows, image], layout.grid, block)
+        return out
+
+    def record_masks(self, q, k, layout: TokenLayout, rows: slice) -> None:
+        """The subject words' maps of the cond chunk's images (N, K, P) into the run's tracker."""
+        weights = self.story.masks.token_weights_for(layout.text, q.device)
+        maps = head_token_maps(q[rows, :, layout.image], k[rows, :, :layout.text], weights)
+        self.run.tracker.add(maps, layout.grid)
+
+    def reposition(self, grid: tuple, device):
+        """The pool keys' move (ShiftPE): one more rotation by (0, h, w), past the image's own
+        positions on both axes of the grid; None where the keys keep their positions."""
+        if self.positions != DIT_POSITIONS[0]:
+            return None
+        key = (grid, device)
+        if key not in self._rotations:
+            delta = torch.zeros(1, 1, len(self.embedder.axes_dim), device=device)
+            delta[..., -2:] = torch.tensor([float(grid[0]), float(grid[1])])
+            self._rotations[key] = self.embedder(delta)[0, 0, 0]  # (d/2, 2, 2)
+        rotation = self._rotations[key]
+        return lambda keys: rotate_pairs(keys, rotation)

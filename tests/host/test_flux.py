@@ -1,0 +1,182 @@
+"""Flux.1 on the real host: a tiny Flux (dev: guidance-distilled; schnell) built from the
+host's own class with random weights, its real tokenizers (T5 context, CLIP-L pooled), the
+pack's nodes unchanged (consistory_patches.joint_attention: the host's attention override).
+The invariants of the UNet suite: sharing off or a batch of one is plain sampling exactly,
+anchors are unaffected by the other images, split conditioning calls equal one call, a
+bank reused in a fresh process equals one batch, an unpatched clone stays plain."""
+import types
+
+import pytest
+import torch
+
+from consistory_run.graphs import SCENES, make_subject_graph, reuse_subject_graph, story_graph, with_preview
+from consistory_run.host import host_name
+from consistory_testing.run_graph import run_fresh
+
+FLUX = {"class_type": "ConsiStoryTinyFluxCheckpoint", "inputs": {"weight_seed": 0, "version": "dev"}}
+SCHNELL = {"class_type": "ConsiStoryTinyFluxCheckpoint", "inputs": {"weight_seed": 0, "version": "schnell"}}
+# Flux's usual settings: no negative prompt (cfg 1), the simple schedule; 128x96 px = 8x6 image tokens
+SETTINGS = dict(loader=FLUX, cfg=1.0, scheduler="simple", steps=6, width=128, height=96)
+FULL = dict(blend=True, blend_end=0.35, inject="fast")
+needs_flux = pytest.mark.skipif(host_name() == "2024", reason="the 2024 host has no Flux; its refusal is tested here")
+
+
+def sample(host, latents, key="story", **kw):
+    host.run(story_graph(**{**SETTINGS, **kw}))
+    out = latents[key].clone()
+    assert torch.isfinite(out).all()
+    return out
+
+
+@needs_flux
+@pytest.mark.parametrize("loader", [FLUX, SCHNELL], ids=["dev", "schnell"])
+def test_flux_shares_and_sharing_off_or_a_batch_of_one_is_plain_sampling(host, latents, loader):
+    plain = sample(host, latents, loader=loader, sdsa=False)
+    assert torch.equal(sample(host, latents, loader=loader, end_percent=0.0), plain)
+    shared = sample(host, latents, loader=loader)
+    change = (shared - plain).flatten(1).abs().amax(1)
+    assert (change > 1e-3 * plain.abs().amax()).all(), change
+    one = SCENES[:1]
+    assert torch.equal(sample(host, latents, loader=loader, scenes=one, **FULL),
+                       sample(host, latents, loader=loader, scenes=one, sdsa=False))
+
+
+@needs_flux
+def test_flux_anchors_are_unaffected_by_the_other_images(host, latents):
+    other = SCENES[:2] + ["swimming in a lake"]
+    a, b = sample(host, latents, anchors=2, **FULL), sample(host, latents, scenes=other, anchors=2, **FULL)
+    assert torch.equal(a[:2], b[:2])
+    assert not torch.allclose(a[2], b[2])
+    c, d = sample(host, latents, **FULL), sample(host, latents, scenes=other, **FULL)
+    assert not torch.allclose(c[:2], d[:2]), "without anchors image 3 reaches the others"
+
+
+@needs_flux
+def test_flux_split_cond_uncond_calls_equal_one_call(host, latents, monkeypatch):
+    """SDSA and Query Blend. (Not injection: its plan is discrete, nearest patch and an Otsu
+    threshold, and on this random 8x6-token model the 5e-7 float noise between a call of 6 rows
+    and one of 3 flips near-ties: 6 of 144 matches measured, the same features to 5e-7.)"""
+    from consistory_testing.probes import ChunkRecorder
+    import comfy.model_base
+    kw = dict(cfg=3.0, record_chunks=True, blend=True, blend_end=0.35)
+    ChunkRecorder.calls.clear()
+    batched = sample(host, latents, **kw)
+    assert 2 in ChunkRecorder.calls
+    ChunkRecorder.calls.clear()
+    monkeypatch.setattr(comfy.model_base.BaseModel, "memory_required", lambda *a, **k: float("inf"))
+    split = sample(host, latents, **kw)
+    assert set(ChunkRecorder.calls) == {1}
+    torch.testing.assert_close(split, batched, rtol=1e-5, atol=1e-5 * batched.abs().amax().item())
+
+
+@needs_flux
+def test_flux_leaves_an_unpatched_clone_plain(host, latents):
+    g = story_graph(**SETTINGS, **FULL)
+    g["plain"] = {"class_type": "KSampler", "inputs": dict(g["sampler"]["inputs"], model=["ckpt", 0])}
+    g["plain_capture"] = {"class_type": "ConsiStoryLatentCapture", "inputs": {"samples": ["plain", 0], "key": "plain"}}
+    host.run(g)
+    assert torch.equal(latents["plain"], sample(host, latents, sdsa=False))
+
+
+@needs_flux
+@pytest.mark.parametrize("method,new", [
+    ("blend", ["swimming in a lake", "riding a horse"]), ("full", ["swimming in a lake"])],
+    ids=["SDSA+blend, two new prompts", "SDSA+blend+injection, one new prompt"])
+def test_flux_bank_reuse_in_a_fresh_process_equals_one_batch(host, latents, outputs, method, new):
+    """(With injection and two new prompts the bank's anchors, sampled as a batch of 2, differ by
+    3e-6 from the anchors of a batch of 4, and injection's discrete plan turns that into 3e-3:
+    the split-call test's near-ties again.)"""
+    kw = {**SETTINGS, **FULL} if method == "full" else dict(SETTINGS, blend=True, blend_end=0.35)
+    anchors = SCENES[:2]
+    host.run(story_graph(anchors + new, anchors=2, **kw))
+    in_batch = latents["story"][2:]
+    host.run(make_subject_graph(anchors, anchors=2, prefix="flux", **kw))
+    reused = run_fresh(reuse_subject_graph(new, "output/flux_00001.safetensors", anchors=2, **kw), outputs)["story"]
+    torch.testing.assert_close(reused, in_batch, rtol=1e-4, atol=1e-4 * in_batch.abs().amax().item())
+    assert not torch.allclose(reused, sample(host, latents, scenes=anchors + new, sdsa=False)[2:])
+
+
+@needs_flux
+def test_flux_masks_injection_and_positions_each_take_effect(host, latents):
+    g = with_preview(story_graph(**SETTINGS))
+    g["mask_capture"] = {"class_type": "ConsiStoryMaskCapture", "inputs": {"mask": ["masks", 0], "key": "mask"}}
+    host.run(g)
+    covered = latents["mask"].flatten(1).float().mean(1)
+    assert ((covered > 0) & (covered < 1)).all(), covered
+    blended = sample(host, latents, blend=True, blend_end=0.35)
+    for inject in ("fast", "exact"):
+        injected = sample(host, latents, blend=True, blend_end=0.35, inject=inject)
+        assert (injected - blended).flatten(1).abs().amax(1).gt(0).all(), f"{inject} injection changed nothing"
+    g = story_graph(**SETTINGS)
+    g["sdsa"]["inputs"]["dit_positions"] = "as sampled"
+    host.run(g)
+    assert not torch.allclose(latents["story"], sample(host, latents)), "the positional shift changed nothing"
+
+
+@needs_flux
+def test_the_shift_puts_a_rotated_key_where_the_hosts_rope_puts_the_shifted_position(host):
+    """The pool keys are moved by one more rotation of (0, h, w): equal to the host's RoPE of
+    the shifted positions applied to the key before RoPE."""
+    from comfy.ldm.flux.math import apply_rope1
+    from consistory_testing.pack import pack_module
+    from consistory_testing.tiny_models import tiny_flux
+    positions = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_core.positions")
+    embedder = tiny_flux().model.diffusion_model.pe_embedder
+    ids = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(6.0), torch.arange(8.0), indexing="ij"), -1).reshape(1, -1, 3)
+    delta = torch.tensor([0.0, 6.0, 8.0])
+    k = torch.randn(1, 2, ids.shape[1], 32)
+    moved = positions.rotate_pairs(apply_rope1(k, embedder(ids)), embedder(delta[None, None])[0, 0, 0])
+    torch.testing.assert_close(moved, apply_rope1(k, embedder(ids + delta)), rtol=1e-5, atol=1e-5)
+
+
+@needs_flux
+def test_another_packs_attention_override_is_chained(host, latents):
+    from consistory_testing.probes import AttentionOverrideProbe
+
+    def with_probe(**kw):
+        g = story_graph(**{**SETTINGS, **kw})
+        g["probe"] = {"class_type": "ConsiStoryAttentionOverrideProbe", "inputs": {"model": ["ckpt", 0]}}
+        for node in g.values():
+            if node["inputs"].get("model") == ["ckpt", 0] and node is not g["probe"]:
+                node["inputs"]["model"] = ["probe", 0]
+        host.run(g)
+        return latents["story"].clone()
+
+    AttentionOverrideProbe.calls = 0
+    probed = with_probe(**FULL)
+    assert AttentionOverrideProbe.calls > 0
+    assert not torch.allclose(probed, sample(host, latents, **FULL)), "the other pack's override had no effect"
+    one = SCENES[:1]
+    assert torch.equal(with_probe(scenes=one, **FULL), with_probe(scenes=one, sdsa=False))
+
+
+@needs_flux
+def test_story_prompts_find_the_subject_words_in_the_t5_tokens(host):
+    from consistory_testing.tiny_models import tiny_flux_clip
+    clip = tiny_flux_clip()
+    prompts = host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryStoryPrompts"]()
+    conditioning, story, _ = prompts.encode(clip, "an old man with a top hat", "man, top hat", "in a park\non a beach",
+                                            "a photo of")
+    assert conditioning[0][0].shape[1] == story.token_length  # the T5 context
+    t5 = clip.tokenizer.t5xxl.tokenizer
+    for i, prompt in enumerate(story.prompts):
+        ids = [t[0] for t in clip.tokenize(prompt)["t5xxl"][0]]
+        words = ["".join(t5.convert_ids_to_tokens([ids[p] for p in w])).replace("\u2581", "") for w in story.positions[i]]
+        assert words == ["man", "tophat"], words
+
+
+def test_flux_is_refused_on_a_host_without_the_attention_override(host):
+    """Today's host has the override; on one without it (the 2024 host), a Flux-shaped model
+    is refused by name before anything is patched."""
+    from consistory_testing.pack import pack_module
+    from consistory_testing.tiny_models import tiny_sdxl_clip
+    joint = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.joint_attention")
+    assert joint.override_supported() == (host_name() != "2024")
+    if joint.override_supported():
+        return
+    dit = types.SimpleNamespace(double_blocks=[], single_blocks=[], pe_embedder=None)
+    model = types.SimpleNamespace(model=types.SimpleNamespace(diffusion_model=dit))
+    nodes = host.nodes.NODE_CLASS_MAPPINGS
+    _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "")
+    with pytest.raises(ValueError, match="Flux needs ComfyUI 0.3.60 or later"):
+        nodes["ConsiStorySDSA"]().patch(model, story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
