@@ -97,8 +97,9 @@ class CallTimer:
                 args["c"]["transformer_options"]))
             return m
 
-        def diffusion_model(executor, x, timesteps, context, y, control, options, **kwargs):
-            return self.time(lambda: executor(x, timesteps, context, y, control, options, **kwargs), x, options)
+        def diffusion_model(executor, *args, **kwargs):  # (x, ..., transformer_options): a UNet's or Flux's
+            options = kwargs.get("transformer_options", args[-1])
+            return self.time(lambda: executor(*args, **kwargs), args[0], options)
 
         m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, self.KEY, diffusion_model)
         return m

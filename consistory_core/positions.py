@@ -4,8 +4,13 @@ A DiT such as Flux rotates each query and key by its position (RoPE, per pair of
 on several axes) before attention, so another image's keys carry *their* positions: a
 query attends most to the shared keys at its own position, which copies the other image's
 layout. Rotations compose, R(p + delta) = R(delta) R(p), so a key already at p is moved to
-p + delta by one more rotation of delta (AlignedGen's ShiftPE, arXiv 2509.17088: the shared
-image's positions shifted past the generated image's, so they never coincide).
+p + delta by one more rotation of delta. AlignedGen (arXiv 2509.17088) names the failure of
+naive attention sharing on DiTs "positional collision" (a query attends to the other image's
+token at its own coordinates whatever its content: content leakage, duplicated objects) and
+shifts the shared image's positions from (i, j) to (i, j + w), beside the generated image
+(ShiftPE); "Untwisting RoPE" traces the copying to RoPE's high-frequency bands. CharaConsist
+(ICCV 2025, arXiv 2507.11533) reports the same locality bias and re-rotates shared keys to
+tracked points instead.
 """
 from __future__ import annotations
 

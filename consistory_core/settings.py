@@ -54,7 +54,7 @@ class MaskSettings(_JSONSettings):
         return self.RESOLUTIONS[self.resolution]
 
 
-# A DiT's shared keys (Flux, RoPE): moved past the image's own positions (AlignedGen's
+# A DiT's shared keys (Flux, RoPE): moved beside the image's own positions (AlignedGen's
 # ShiftPE, so they do not copy the other image's layout), or kept at their own.
 DIT_POSITIONS = ("shifted (ShiftPE)", "as sampled")
 

@@ -13,7 +13,7 @@ does all of the method there:
   subject words' maps into the run's mask tracker at the image token grid;
 - SDSA with dropout and anchors (§4.1, §4.2, §4.4): on the sharing blocks each image's
   queries also see the other images' subject image keys (``shared_joint_attention``),
-  those keys moved past the image's own positions (``DIT_POSITIONS``);
+  those keys moved beside the image's own positions (``DIT_POSITIONS``: AlignedGen's ShiftPE);
 - query blending (§4.2): the vanilla pass keeps the image queries of the sharing blocks;
 - DIFT features and injection (§4.3): the image tokens' attention output of the feature
   block is the correspondence feature map; on the sharing blocks the cond chunk's subject
@@ -178,14 +178,15 @@ class JointAttention:
         self.run.tracker.add(maps, layout.grid)
 
     def reposition(self, grid: tuple, device):
-        """The pool keys' move (ShiftPE): one more rotation by (0, h, w), past the image's own
-        positions on both axes of the grid; None where the keys keep their positions."""
+        """The pool keys' move (ShiftPE): one more rotation by w on the width axis, so a key of
+        another image at (i, j) sits at (i, j + w), beside the image rather than on it; None
+        where the keys keep their positions."""
         if self.positions != DIT_POSITIONS[0]:
             return None
         key = (grid, device)
         if key not in self._rotations:
             delta = torch.zeros(1, 1, len(self.embedder.axes_dim), device=device)
-            delta[..., -2:] = torch.tensor([float(grid[0]), float(grid[1])])
+            delta[..., -1] = float(grid[1])
             self._rotations[key] = self.embedder(delta)[0, 0, 0]  # (d/2, 2, 2)
         rotation = self._rotations[key]
         return lambda keys: rotate_pairs(keys, rotation)

@@ -2,8 +2,8 @@
 builder the tests use, with the settings of the paper at SDXL's size."""
 from __future__ import annotations
 
-from .graphs import (make_subject_graph, photo_subject_graph, reuse_subject_graph, story_graph, with_controlnet,
-                     with_paper_extras, with_saved_images)
+from .graphs import (FLUX_FILES, make_subject_graph, photo_subject_graph, reuse_subject_graph, story_graph,
+                     with_controlnet, with_flux_loaders, with_paper_extras, with_saved_images)
 
 CHECKPOINT = "sd_xl_base_1.0.safetensors"
 SCENES = ["walking in a park", "reading a book in a library", "cooking in a kitchen",
@@ -106,6 +106,22 @@ def story_sd15() -> tuple[dict, dict, list]:
     return g, titles, groups
 
 
+def story_flux() -> tuple[dict, dict, list]:
+    """The story on Flux.1 dev (today's ComfyUI): Flux's usual settings (1024², 28 euler steps, the
+    simple schedule, cfg 1 with FluxGuidance 3.5); the method's nodes and settings as on SDXL."""
+    kw = dict(PAPER, ckpt=CHECKPOINT, steps=28, cfg=1.0, sampler="euler", scheduler="simple", negative="")
+    g = _clean(with_saved_images(story_graph(blend=True, inject="fast", **kw), prefix="consistory_flux"))
+    g = with_flux_loaders(g)
+    titles = {"unet": "Load Diffusion Model (Flux.1 dev)", "clip": "DualCLIPLoader (CLIP-L + T5, flux)",
+              "guidance": "FluxGuidance", "neg": "Negative (unused at cfg 1)", "sdsa": "ConsiStory SDSA",
+              "blend": "ConsiStory Query Blend", "inject": "ConsiStory Feature Injection (one pass)"}
+    groups = [("1. Flux.1: model, text encoders, VAE", ["unet", "clip", "vae"]),
+              ("2. Story: subject + one scene per line", ["story", "guidance", "neg", "latent"]),
+              ("3. ConsiStory patches (the same nodes as for SDXL)", ["sdsa", "blend", "inject"]),
+              ("4. Sample, decode, masks", ["sampler", "decode", "masks", "save_images", "save_masks"])]
+    return g, titles, groups
+
+
 CONTROLNET = "diffusers_xl_depth_full.safetensors"
 DEPTH_IMAGE = "depth.png"
 
@@ -180,6 +196,15 @@ NOTES = {
         "scheduler and steps in both nodes.",
         "Queue: the images and masks go to ComfyUI/output, the bank to ComfyUI/output/consistory_banks/ "
         "(mug_00001.safetensors) for later reuse."]),
+    "consistory_story_flux": "\n".join([
+        "ConsiStory on Flux.1 dev (ComfyUI 0.3.60 or later): the same nodes as for SDXL, through ComfyUI's "
+        "attention override.", "",
+        f"Load Diffusion Model: {FLUX_FILES['unet']} (or schnell: then 4 steps) from ComfyUI/models/diffusion_models. "
+        f"DualCLIPLoader: {FLUX_FILES['clip_l']} and {FLUX_FILES['t5']} from ComfyUI/models/text_encoders, type flux. "
+        f"Load VAE: {FLUX_FILES['vae']} from ComfyUI/models/vae.", _STORY,
+        "Flux shares in its single-stream blocks (SDSA's 'output'), reads the subject masks in its double-stream "
+        "blocks from the T5 tokens of the subject words, and moves the shared keys beside each image "
+        "(dit_positions: shifted).", _OUT]),
     "consistory_story_sd15": "\n".join([
         "ConsiStory on SD 1.5 (512 px): the same nodes as for SDXL.", "",
         f"Load Checkpoint: an SD 1.5 checkpoint ({SD15_CHECKPOINT} or a fine-tune) from "
@@ -189,15 +214,25 @@ NOTES = {
 WORKFLOWS = {"consistory_story": story, "consistory_multi_subject": multi_subject,
              "consistory_controlnet": controlnet, "consistory_story_paper": story_paper,
              "consistory_make_subject": make_subject, "consistory_reuse_subject": reuse_subject,
-             "consistory_subject_from_photo": subject_from_photo, "consistory_story_sd15": story_sd15}
+             "consistory_subject_from_photo": subject_from_photo, "consistory_story_sd15": story_sd15,
+             "consistory_story_flux": story_flux}
+# The host a workflow's UI file is written on (its sockets are that host's): the default 2024
+# snapshot, or today's ComfyUI for workflows with nodes the 2024 snapshot lacks.
+GENERATED_ON = {"consistory_story_flux": "0.3.75"}
 
 
 def shrunk(api: dict) -> dict:
-    """The API twin with tiny models for the checkpoint (SDXL or SD 1.5) and ControlNet, 128 px
-    and 10 steps."""
+    """The API twin with tiny models for the checkpoint (SDXL, SD 1.5 or Flux's three loaders) and
+    ControlNet, 128 px and 10 steps."""
     for node in api.values():
         kind, inputs = node["class_type"], node["inputs"]
-        if kind == "CheckpointLoaderSimple" and inputs["ckpt_name"] == SD15_CHECKPOINT:
+        if kind == "UNETLoader":  # Flux: one tiny loader stands for the three
+            node.update(class_type="ConsiStoryTinyFluxCheckpoint", inputs={"weight_seed": 0, "version": "dev"})
+        elif kind == "DualCLIPLoader":
+            node.update(class_type="ConsiStoryTinyFluxCLIP", inputs={"weight_seed": 0})
+        elif kind == "VAELoader":
+            node.update(class_type="ConsiStoryTinyFluxVAE", inputs={"weight_seed": 0})
+        elif kind == "CheckpointLoaderSimple" and inputs["ckpt_name"] == SD15_CHECKPOINT:
             node.update(class_type="ConsiStoryTinySD1Checkpoint", inputs={"weight_seed": 0, "version": "1.5"})
         elif kind == "CheckpointLoaderSimple":
             node.update(class_type="ConsiStoryTinySDXLCheckpoint", inputs={"weight_seed": 0})
@@ -205,7 +240,7 @@ def shrunk(api: dict) -> dict:
             node.update(class_type="ConsiStoryTinyControlNet", inputs={"weight_seed": 0})
         elif kind == "LoadImage":
             node.update(class_type="EmptyImage", inputs={"width": 128, "height": 128, "batch_size": 1, "color": 0})
-        elif kind == "EmptyLatentImage":
+        elif kind in ("EmptyLatentImage", "EmptySD3LatentImage"):
             inputs.update(width=128, height=128)
         elif kind == "KSampler":
             inputs.update(steps=10)

@@ -144,6 +144,32 @@ def with_controlnet(g, control_net=None, image=None, strength=1.0):
     return g
 
 
+FLUX_FILES = {"unet": "flux1-dev.safetensors", "clip_l": "clip_l.safetensors", "t5": "t5xxl_fp16.safetensors",
+              "vae": "ae.safetensors"}
+
+
+def with_flux_loaders(g, files=FLUX_FILES, guidance=3.5):
+    """The story graph ``g`` (made with any MODEL/CLIP/VAE loader as "ckpt") with Flux.1's stock
+    loaders (UNETLoader, DualCLIPLoader type flux, VAELoader), FluxGuidance on the story's
+    conditioning and Flux's empty latent (EmptySD3LatentImage, 16 channels)."""
+    g = {name: {**node, "inputs": dict(node["inputs"])} for name, node in g.items() if name != "ckpt"}
+    g["unet"] = {"class_type": "UNETLoader", "inputs": {"unet_name": files["unet"], "weight_dtype": "default"}}
+    g["clip"] = {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": files["clip_l"], "clip_name2": files["t5"],
+                                                            "type": "flux"}}
+    g["vae"] = {"class_type": "VAELoader", "inputs": {"vae_name": files["vae"]}}
+    outputs = {0: ["unet", 0], 1: ["clip", 0], 2: ["vae", 0]}
+    for node in g.values():
+        for key, value in node["inputs"].items():
+            if isinstance(value, list) and value[:1] == ["ckpt"]:
+                node["inputs"][key] = outputs[value[1]]
+    g["guidance"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": ["story", 0], "guidance": guidance}}
+    for node in g.values():
+        if node["class_type"] == "KSampler":
+            node["inputs"]["positive"] = ["guidance", 0]
+    g["latent"] = {**g["latent"], "class_type": "EmptySD3LatentImage"}
+    return g
+
+
 def subject_from_image_node(image, *, captions="", seed=0, steps=6, width=128, height=96,
                             subject="an old man with a hat", words="man, hat", cfg=5.0, sampler="euler",
                             scheduler="normal", negative="blurry", style="a photo of", mask=None, dropout=0.5, **_):

@@ -110,7 +110,7 @@ def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=(), n
         for name, kind, _ in sockets:
             ui_inputs.append({"name": name, "type": kind, "link": None})
         for name, kind, opts in input_specs(cls):
-            value = node["inputs"].get(name, opts.get("default"))
+            value = node["inputs"].get(name, opts.get("default", kind[0] if isinstance(kind, list) and kind else None))
             if not is_widget(kind):
                 continue
             if is_link(value):

@@ -323,7 +323,31 @@ class TinyFluxCheckpointLoader:
         return tiny_flux(weight_seed, version == "schnell"), tiny_flux_clip(weight_seed), tiny_flux_vae(weight_seed)
 
 
+class TinyFluxCLIPLoader:
+    """Test/offline node: the tiny Flux's CLIP alone (stands for DualCLIPLoader type flux)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"weight_seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1})}}
+
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load"
+    CATEGORY = "ConsiStory/testing"
+
+    def load(self, weight_seed):
+        return (tiny_flux_clip(weight_seed),)
+
+
+class TinyFluxVAELoader(TinyFluxCLIPLoader):
+    """Test/offline node: the tiny Flux's VAE alone (stands for VAELoader)."""
+    RETURN_TYPES = ("VAE",)
+
+    def load(self, weight_seed):
+        return (tiny_flux_vae(weight_seed),)
+
+
 NODE_CLASS_MAPPINGS = {"ConsiStoryTinySDXLCheckpoint": TinySDXLCheckpointLoader,
                        "ConsiStoryTinyFluxCheckpoint": TinyFluxCheckpointLoader,
+                       "ConsiStoryTinyFluxCLIP": TinyFluxCLIPLoader, "ConsiStoryTinyFluxVAE": TinyFluxVAELoader,
                        "ConsiStoryTinySD1Checkpoint": TinySD1CheckpointLoader,
                        "ConsiStoryTinyControlNet": TinyControlNetLoader}

@@ -38,7 +38,7 @@ class SubjectDrivenSelfAttention:
                               "Flux only: where the other images' subject keys sit. Flux puts each token's "
                               "position into its key (RoPE), so shared keys at their own positions pull each "
                               "image toward the other images' layout; shifted (AlignedGen's ShiftPE) moves them "
-                              "past the image's own positions. UNet models ignore it."}),
+                              "beside the image, from (i, j) to (i, j + width). UNet models ignore it."}),
         }}
 
     RETURN_TYPES = ("MODEL",)

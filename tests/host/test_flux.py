@@ -115,18 +115,25 @@ def test_flux_masks_injection_and_positions_each_take_effect(host, latents):
 
 @needs_flux
 def test_the_shift_puts_a_rotated_key_where_the_hosts_rope_puts_the_shifted_position(host):
-    """The pool keys are moved by one more rotation of (0, h, w): equal to the host's RoPE of
-    the shifted positions applied to the key before RoPE."""
+    """The override's move of the pool keys (one more rotation) equals the host's RoPE of the
+    shifted positions (i, j + w) applied to the key before RoPE; "as sampled" moves nothing."""
     from comfy.ldm.flux.math import apply_rope1
     from consistory_testing.pack import pack_module
     from consistory_testing.tiny_models import tiny_flux
-    positions = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_core.positions")
+    joint = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.joint_attention")
     embedder = tiny_flux().model.diffusion_model.pe_embedder
-    ids = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(6.0), torch.arange(8.0), indexing="ij"), -1).reshape(1, -1, 3)
-    delta = torch.tensor([0.0, 6.0, 8.0])
-    k = torch.randn(1, 2, ids.shape[1], 32)
-    moved = positions.rotate_pairs(apply_rope1(k, embedder(ids)), embedder(delta[None, None])[0, 0, 0])
-    torch.testing.assert_close(moved, apply_rope1(k, embedder(ids + delta)), rtol=1e-5, atol=1e-5)
+    h, w = 6, 8
+    ids = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(float(h)), torch.arange(float(w)), indexing="ij"),
+                      -1).reshape(1, -1, 3)
+    k = torch.randn(1, 2, h * w, 32)
+
+    def reposition(positions):
+        override = types.SimpleNamespace(positions=positions, embedder=embedder, _rotations={})
+        return joint.JointAttention.reposition(override, (h, w), torch.device("cpu"))
+
+    moved = reposition("shifted (ShiftPE)")(apply_rope1(k, embedder(ids)))
+    torch.testing.assert_close(moved, apply_rope1(k, embedder(ids + torch.tensor([0.0, 0.0, w]))), rtol=1e-5, atol=1e-5)
+    assert reposition("as sampled") is None
 
 
 @needs_flux
@@ -163,6 +170,15 @@ def test_story_prompts_find_the_subject_words_in_the_t5_tokens(host):
         ids = [t[0] for t in clip.tokenize(prompt)["t5xxl"][0]]
         words = ["".join(t5.convert_ids_to_tokens([ids[p] for p in w])).replace("\u2581", "") for w in story.positions[i]]
         assert words == ["man", "tophat"], words
+
+
+@needs_flux
+def test_subject_from_image_refuses_flux_by_name(host, latents):
+    from consistory_run.graphs import photo_subject_graph
+    g = photo_subject_graph(["cooking dinner"], ["photo", 0], **SETTINGS)
+    g["photo"] = {"class_type": "EmptyImage", "inputs": {"width": 128, "height": 96, "batch_size": 1, "color": 0}}
+    with pytest.raises(Exception, match="Subject From Image: a subject from a photo works on UNet models"):
+        host.run(g)
 
 
 def test_flux_is_refused_on_a_host_without_the_attention_override(host):

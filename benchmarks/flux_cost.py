@@ -1,0 +1,120 @@
+"""What ConsiStory costs on Flux.1 against plain sampling: time per step and peak activation
+memory for N images, on the host's Flux class at full width (hidden 3072, 24 heads of 128,
+T5 context 4096) with a few of its blocks and random weights (today's host only).
+
+As benchmarks/sdxl_cost.py, in one process: each configuration samples a few steps (step 0
+is plain: no masks yet; steps >= 1 share, blend or inject), the runs interleaved and
+repeated; a wrapper under the pack's times every model call. The per-step ratio is a shared
+step's seconds over a plain step's, measured side by side; the peak activation memory is
+one more, untimed run of each configuration inside ``LiveTensorBytes``, its growth per image
+the least-squares slope over N. Flux's usual settings: cfg 1 (no uncond chunk), euler,
+simple schedule.
+
+    CONSISTORY_HOST=0.3.75 .venv/bin/python benchmarks/flux_cost.py --double 1 --single 2 --size 256 \\
+        --text 256 --images 1,2,4 --json benchmarks/results/flux_cost.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.sdxl_cost import GIB, CallTimer, steps_of  # noqa: E402
+
+CONFIGS = ("vanilla", "sdsa", "sdsa+blend", "sdsa+inject")
+FULL_WIDTH = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096,
+                  hidden_size=3072, mlp_ratio=4.0, num_heads=24, axes_dim=[16, 56, 56], theta=10000,
+                  patch_size=2, qkv_bias=True, guidance_embed=True)
+
+
+def models(classes, n: int, args):
+    """{configuration: patched model} on one Flux, and the sampling inputs for n images."""
+    import torch
+    from consistory_testing.pack import pack_module
+    from consistory_testing.tiny_models import TINY_FLUX, tiny_flux
+    config = dict(FULL_WIDTH, depth=args.double, depth_single_blocks=args.single) if args.width == "full" else \
+        dict(TINY_FLUX, context_in_dim=4096, vec_in_dim=768)
+    timer = CallTimer()
+    base = timer.patch(tiny_flux(0, config=config))
+    values = pack_module(classes, "consistory_patches.values")
+    story = values.StorySubject(prompts=tuple(f"scene {i}" for i in range(n)), subjects=(("a man", ("man",)),),
+                                positions=tuple(((5,),) for _ in range(n)), word_subject=(0,), token_length=args.text)
+    sdsa_node, blend, inject = (classes[k]() for k in ("ConsiStorySDSA", "ConsiStoryQueryBlend",
+                                                        "ConsiStoryFeatureInjection"))
+    (sdsa,) = sdsa_node.patch(base, story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+    built = {"vanilla": base, "sdsa": sdsa, "sdsa+blend": blend.patch(sdsa, 0.9, 0.82, 1.0)[0],
+             "sdsa+inject": inject.patch(sdsa, 0.8, 0.0, 1.0, 261, 0)[0]}  # windows over the whole probe
+    g = torch.Generator().manual_seed(0)
+    positive = [[torch.randn(n, args.text, 4096, generator=g) * 0.1,
+                 {"pooled_output": torch.randn(n, 768, generator=g), "guidance": 3.5}]]
+    latent = torch.zeros(n, 16, args.size // 8, args.size // 8)
+    return built, timer, positive, latent
+
+
+def sample(model, positive, latent, steps):
+    import comfy.sample
+    noise = comfy.sample.prepare_noise(latent, 1)
+    return comfy.sample.sample(model, noise, steps, 1.0, "euler", "simple", positive, positive, latent, seed=1,
+                               disable_pbar=True)
+
+
+def measure(classes, n: int, args) -> dict:
+    from benchmarks.activation_memory import LiveTensorBytes
+    built, timer, positive, latent = models(classes, n, args)
+    step_s = {c: [] for c in CONFIGS}
+    for _ in range(args.repeats):
+        for c in CONFIGS:
+            timer.calls.clear()
+            sample(built[c], positive, latent, args.probe_steps)
+            steps = steps_of(timer.calls)
+            step_s[c].append(statistics.mean(sum(v for k, v in s.items() if k != "dift") for s in steps[1:]))
+    act = {}
+    for c in CONFIGS:
+        with LiveTensorBytes() as mem:
+            sample(built[c], positive, latent, args.probe_steps)
+        act[c] = mem.peak / GIB
+    return {"seconds_per_step": {c: statistics.median(v) for c, v in step_s.items()},
+            "step_ratio": {c: statistics.median([s / v for s, v in zip(step_s[c], step_s["vanilla"])])
+                           for c in CONFIGS},
+            "peak_activation_gib": act, "activation_ratio": {c: act[c] / act["vanilla"] for c in CONFIGS}}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--width", choices=("full", "tiny"), default="full", help="tiny: the test's Flux (a quick check)")
+    p.add_argument("--double", type=int, default=1, help="double-stream blocks (Flux.1: 19)")
+    p.add_argument("--single", type=int, default=2, help="single-stream blocks (Flux.1: 38)")
+    p.add_argument("--size", type=int, default=256, help="image side in pixels (tokens: (size/16)^2)")
+    p.add_argument("--text", type=int, default=256, help="T5 tokens (schnell 256, dev 512)")
+    p.add_argument("--images", default="1,2,4")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--probe-steps", type=int, default=3)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    import torch
+    from consistory_run.host import Host
+    torch.set_grad_enabled(False)
+    host = Host.start()
+    host.load_pack(Path(tempfile.mkdtemp()) / "custom_nodes")
+    classes = host.nodes.NODE_CLASS_MAPPINGS
+    results = {}
+    for n in map(int, args.images.split(",")):
+        results[n] = r = measure(classes, n, args)
+        print(f"N={n}: " + "  ".join(f"{c} {r['step_ratio'][c]:.3f}x step, {r['peak_activation_gib'][c]:.3f} GiB"
+                                      for c in CONFIGS), flush=True)
+    ns = sorted(results)
+    growth = {c: statistics.linear_regression(ns, [results[n]["peak_activation_gib"][c] for n in ns]).slope
+              for c in CONFIGS} if len(ns) > 1 else {}
+    print("activation growth per image (GiB): " + "  ".join(f"{c} {g:.4f}" for c, g in growth.items()))
+    if args.json:
+        args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)}, "by_images": results,
+                                         "activation_growth_gib_per_image": growth}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
