@@ -20,10 +20,12 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.report import replace_between  # noqa: E402
 from benchmarks.sdxl_cost import GIB, CallTimer, steps_of  # noqa: E402
 
 CONFIGS = ("vanilla", "sdsa", "sdsa+blend", "sdsa+inject")
@@ -66,6 +68,7 @@ def sample(model, positive, latent, steps):
 def measure(classes, n: int, args) -> dict:
     from benchmarks.activation_memory import LiveTensorBytes
     built, timer, positive, latent = models(classes, n, args)
+    args.parameters = sum(p.numel() for p in built["vanilla"].model.diffusion_model.parameters())
     step_s = {c: [] for c in CONFIGS}
     for _ in range(args.repeats):
         for c in CONFIGS:
@@ -84,6 +87,30 @@ def measure(classes, n: int, args) -> dict:
             "peak_activation_gib": act, "activation_ratio": {c: act[c] / act["vanilla"] for c in CONFIGS}}
 
 
+def table(results: dict) -> str:
+    """Markdown: the settings, then one row per N and configuration."""
+    a = results["settings"]
+    model = (f"Flux.1 at full width ({a['parameters'] / 1e6:.0f} M parameters: {a['double']} double-stream and "
+             f"{a['single']} single-stream blocks of Flux.1's 19 and 38" if a["width"] == "full" else
+             f"The tests' tiny Flux ({a['parameters'] / 1e6:.1f} M parameters")
+    lines = [f"{model}, random weights), {a['size']}x{a['size']} px "
+             f"({(a['size'] // 16) ** 2} image tokens) and {a['text']} T5 tokens, cfg 1, euler; {results['machine']}, "
+             f"fp32, {results['date']}; medians of {a['repeats']} interleaved repeats of {a['probe_steps']}-step runs "
+             "(a step's cost: its steps after the first, which has no masks yet; a DIFT call is not a step). "
+             "Activation memory: the most bytes of tensors alive at once beyond the weights, one untimed run.", "",
+             "| N | configuration | s/step | step × plain | peak activation (GiB) | activation × plain |",
+             "|---|---|---|---|---|---|"]
+    for n, r in sorted(results["by_images"].items(), key=lambda x: int(x[0])):
+        for c in CONFIGS:
+            lines.append(f"| {n} | {c} | {r['seconds_per_step'][c]:.2f} | {r['step_ratio'][c]:.3f} | "
+                         f"{r['peak_activation_gib'][c]:.3f} | {r['activation_ratio'][c]:.3f} |")
+    growth = results.get("activation_growth_gib_per_image") or {}
+    if growth:
+        lines += ["", "Activation memory grows per image (least squares over N): " +
+                  ", ".join(f"{c} {g:.4f} GiB" for c, g in growth.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--width", choices=("full", "tiny"), default="full", help="tiny: the test's Flux (a quick check)")
@@ -95,6 +122,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--probe-steps", type=int, default=3)
     p.add_argument("--json", type=Path)
+    p.add_argument("--readme", type=Path, help="write the table between the <!-- flux-performance-table --> lines")
     args = p.parse_args(argv)
     import torch
     from consistory_run.host import Host
@@ -111,9 +139,15 @@ def main(argv=None) -> None:
     growth = {c: statistics.linear_regression(ns, [results[n]["peak_activation_gib"][c] for n in ns]).slope
               for c in CONFIGS} if len(ns) > 1 else {}
     print("activation growth per image (GiB): " + "  ".join(f"{c} {g:.4f}" for c, g in growth.items()))
+    import psutil
+    out = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+           "machine": f"{psutil.cpu_count()} CPU cores, {psutil.virtual_memory().total / GIB:.0f} GiB",
+           "date": time.strftime("%Y-%m-%d"), "by_images": results, "activation_growth_gib_per_image": growth}
     if args.json:
-        args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)}, "by_images": results,
-                                         "activation_growth_gib_per_image": growth}, indent=1))
+        args.json.write_text(json.dumps(out, indent=1))
+    print(table(out))
+    if args.readme:
+        args.readme.write_text(replace_between(args.readme.read_text(), "flux-performance-table", table(out)))
 
 
 if __name__ == "__main__":

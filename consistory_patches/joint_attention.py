@@ -26,6 +26,7 @@ gives. The token layout (text length, image grid) comes from the innermost wrapp
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +60,13 @@ def is_dit(diffusion_model) -> bool:
     if not all(hasattr(diffusion_model, a) for a in ("double_blocks", "single_blocks", "pe_embedder")):
         return False
     return not any(getattr(b, "flipped_img_txt", False) for b in diffusion_model.double_blocks)
+
+
+def is_flux(model) -> bool:
+    """A Flux.1 model (dev, schnell and their fine-tunes; the host's ``model_base.Flux``): the
+    DiT the pack patches. Its relatives with the same blocks but other text encoders or
+    modulation (Flux.2, Chroma) are not, until tested."""
+    return type(model.model).__name__ == "Flux" and is_dit(model.model.diffusion_model)
 
 
 def override_supported() -> bool:
@@ -120,6 +128,7 @@ class JointAttention:
         self.share, self.mask_blocks, self.feature_block = block_sets(diffusion_model, story.run.sharing.block_groups)
         self.positions, self.previous = positions, previous
         self._rotations: dict = {}
+        self._warned: set = set()
 
     def __deepcopy__(self, memo):
         return self
@@ -133,8 +142,12 @@ class JointAttention:
             return func(q_, k, v, heads, *args, transformer_options=transformer_options, **kwargs)
 
         layout, block = options.get(TOKENS_KEY), (options.get("block_type"), options.get("block_index"))
-        if layout is None or block[0] not in ("double", "single") or not kwargs.get("skip_reshape") \
-                or kwargs.get("mask") is not None or q.shape[2] < layout.image.stop:
+        if layout is None or block[0] not in ("double", "single") or not kwargs.get("skip_reshape"):
+            return host(q)
+        if kwargs.get("mask") is not None or q.shape[2] < layout.image.stop:
+            self.warn_once("another node set an attention mask" if kwargs.get("mask") is not None else
+                           f"the joint sequence has {q.shape[2]} tokens, fewer than its {layout.text} text and "
+                           f"{layout.image.stop - layout.text} image tokens")
             return host(q)
         run, p, story = self.run, pass_of(options), options.get(STORY_KEY) or self.story
         sigma = run.sync_patch(options)
@@ -170,6 +183,12 @@ class JointAttention:
             out = out.clone()
             out[rows, image] = injector.injected(out[rows, image], layout.grid, block)
         return out
+
+    def warn_once(self, why: str) -> None:
+        """Logs once per patched model why its attention goes unshared (another node's doing)."""
+        if why not in self._warned:
+            self._warned.add(why)
+            logging.warning(f"ConsiStory on Flux: {why}; those attention calls run unshared")
 
     def record_masks(self, q, k, layout: TokenLayout, rows: slice) -> None:
         """The subject words' maps of the cond chunk's images (N, K, P) into the run's tracker."""

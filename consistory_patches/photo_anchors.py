@@ -24,7 +24,7 @@ from ..consistory_core.bank_file import AnchorBank
 from ..consistory_core.inversion import ancestral_correction, inverted_inputs, trajectory_noise
 from ..consistory_core.settings import SharingSettings
 from .host_api import model_facts, model_sampling, sample_with
-from .joint_attention import is_dit
+from .joint_attention import is_flux
 from .story import patch_story
 from .values import StorySubject
 
@@ -60,7 +60,7 @@ def invert_photos(model, latent: torch.Tensor, positive, negative, subject: Stor
     k = latent.shape[0]
     if subject.images != k:
         raise ValueError(f"{k} photos but {subject.images} captions")
-    if is_dit(model.model.diffusion_model):
+    if is_flux(model):
         raise ValueError("a subject from a photo works on UNet models (SDXL, SD 1.5, SD 2.x); its inversion "
                          "is not made for Flux's flow sampling yet")
     sharing = dataclasses.replace(sharing or SharingSettings(), anchors=k)

@@ -29,7 +29,7 @@ from .blend_pass import QueryBlendPass
 from .dift_capture import DiftCapture, dift_sigma
 from .host_api import install_unet_wrapper, model_sampling
 from .injection import Injector, OnePassFeatures
-from .joint_attention import OVERRIDE_KEY, JointAttention, TokenLayoutStage, is_dit, override_supported
+from .joint_attention import OVERRIDE_KEY, JointAttention, TokenLayoutStage, is_flux, override_supported
 from .layers import attention_positions, dift_block, is_unet
 from .mask_recorder import MaskRecorder
 from .passes import PASS_KEY, SAMPLER_PASS, STORY_KEY, with_pass
@@ -124,7 +124,7 @@ def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: t
     replayed from a bank (``parts`` then holds replay=AnchorReplay(bank)); given_masks
     (k, H, W): a user's subject masks of the first k images (photo anchors), or None."""
     diffusion_model = model.model.diffusion_model
-    dit = is_dit(diffusion_model)
+    dit = is_flux(model)
     if not is_unet(diffusion_model) and not dit:
         raise UnsupportedModel(f"ConsiStory works on UNet models (SDXL, SD 1.5, SD 2.x) and Flux.1; this is a "
                                f"{type(model.model).__name__} model, whose transformer the pack does not patch yet")

@@ -8,7 +8,7 @@ import os
 from ..consistory_patches.anchor_cache import cache_for
 from ..consistory_patches.anchor_replay import AnchorReplay, reuse_mapping, story_with_anchors
 from ..consistory_patches.host_api import model_facts
-from ..consistory_patches.joint_attention import is_dit
+from ..consistory_patches.joint_attention import is_flux
 from ..consistory_patches.story import STORY_KEY, patch_story
 from .sockets import BANK, BANK_TYPE, SUBJECT_TYPE
 
@@ -67,7 +67,7 @@ class UseAnchors:
         bank.check_model(**model_facts(model))
         story = story_with_anchors(bank, subject)
         cache_file = cache_file_of(bank) if anchor_cache == CACHE_CHOICES[2] else None
-        dit = is_dit(model.model.diffusion_model)
+        dit = is_flux(model)
         if dit and anchor_cache != "off":
             logging.info("ConsiStory Use Anchors: Flux models recompute the anchors at every step (no anchor cache yet)")
         cache = None if anchor_cache == "off" or bank.passes is not None or dit else \

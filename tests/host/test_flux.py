@@ -158,6 +158,25 @@ def test_another_packs_attention_override_is_chained(host, latents):
 
 
 @needs_flux
+def test_an_attention_mask_from_another_node_leaves_that_call_unshared_and_says_so(host, caplog):
+    import logging
+    from consistory_testing.pack import pack_module
+    from consistory_testing.tiny_models import tiny_flux, tiny_flux_clip
+    joint = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.joint_attention")
+    nodes = host.nodes.NODE_CLASS_MAPPINGS
+    _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_flux_clip(), "a cat", "", "in a park\non a beach", "")
+    (m,) = nodes["ConsiStorySDSA"]().patch(tiny_flux(), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+    override = m.model_options["transformer_options"][joint.OVERRIDE_KEY]
+    options = {**m.model_options["transformer_options"], joint.TOKENS_KEY: joint.TokenLayout(4, (2, 3)),
+               "block_type": "single", "block_index": 0, "cond_or_uncond": [0], "sigmas": torch.ones(2)}
+    q = torch.randn(2, 2, 10, 32)
+    host_call = lambda *args, **kwargs: ("host", kwargs["mask"])
+    with caplog.at_level(logging.WARNING):
+        out = override(host_call, q, q, q, 2, skip_reshape=True, mask=torch.zeros(10, 10), transformer_options=options)
+    assert out[0] == "host" and "another node set an attention mask" in caplog.text
+
+
+@needs_flux
 def test_story_prompts_find_the_subject_words_in_the_t5_tokens(host):
     from consistory_testing.tiny_models import tiny_flux_clip
     clip = tiny_flux_clip()
@@ -190,9 +209,22 @@ def test_flux_is_refused_on_a_host_without_the_attention_override(host):
     assert joint.override_supported() == (host_name() != "2024")
     if joint.override_supported():
         return
-    dit = types.SimpleNamespace(double_blocks=[], single_blocks=[], pe_embedder=None)
-    model = types.SimpleNamespace(model=types.SimpleNamespace(diffusion_model=dit))
     nodes = host.nodes.NODE_CLASS_MAPPINGS
     _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "")
     with pytest.raises(ValueError, match="Flux needs ComfyUI 0.3.60 or later"):
-        nodes["ConsiStorySDSA"]().patch(model, story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+        nodes["ConsiStorySDSA"]().patch(flux_shaped("Flux"), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+
+
+def flux_shaped(family: str):
+    """A stand-in ModelPatcher whose model is of class ``family`` around a Flux-layout transformer."""
+    dit = types.SimpleNamespace(double_blocks=[], single_blocks=[], pe_embedder=None)
+    return types.SimpleNamespace(model=type(family, (), {"diffusion_model": dit})())
+
+
+@pytest.mark.parametrize("family", ["Flux2", "Chroma"])
+def test_flux_relatives_not_yet_tested_are_refused_by_name(host, family):
+    from consistory_testing.tiny_models import tiny_sdxl_clip
+    nodes = host.nodes.NODE_CLASS_MAPPINGS
+    _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "")
+    with pytest.raises(ValueError, match=f"SDXL, SD 1.5, SD 2.x\\) and Flux.1; this is a {family} model"):
+        nodes["ConsiStorySDSA"]().patch(flux_shaped(family), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
