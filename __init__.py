@@ -1,4 +1,4 @@
-"""comfyui-consistory: training-free consistent subjects for SDXL in ComfyUI
+"""comfyui-consistory: training-free consistent subjects for SDXL (and SD 1.5, SD 2.x, Flux.1) in ComfyUI
 (ConsiStory, Tewel et al., ACM TOG 2024)."""
 from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from .server_routes import register_on_host

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import replace_between  # noqa: E402
-from benchmarks.sdxl_cost import GIB, CallTimer, steps_of  # noqa: E402
+from benchmarks.sdxl_cost import DTYPES, GIB, CallTimer, steps_of  # noqa: E402
 
 CONFIGS = ("vanilla", "sdsa", "sdsa+blend", "sdsa+inject")
 FULL_WIDTH = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096,
@@ -41,8 +41,15 @@ def models(classes, n: int, args):
     from consistory_testing.tiny_models import TINY_FLUX, tiny_flux
     config = dict(FULL_WIDTH, depth=args.double, depth_single_blocks=args.single) if args.width == "full" else \
         dict(TINY_FLUX, context_in_dim=4096, vec_in_dim=768)
-    timer = CallTimer()
-    base = timer.patch(tiny_flux(0, config=config))
+    model = tiny_flux(0, config=dict(config, dtype=getattr(torch, DTYPES[args.dtype])))
+    if args.device == "cuda":  # the weights stay on the GPU (loaded and offloaded there)
+        import comfy.model_patcher
+        device = torch.device("cuda")
+        model.model.to(device)
+        model.model.device = device
+        model = comfy.model_patcher.ModelPatcher(model.model, load_device=device, offload_device=device)
+    timer = CallTimer(cuda=args.device == "cuda")
+    base = timer.patch(model)
     values = pack_module(classes, "consistory_patches.values")
     story = values.StorySubject(prompts=tuple(f"scene {i}" for i in range(n)), subjects=(("a man", ("man",)),),
                                 positions=tuple(((5,),) for _ in range(n)), word_subject=(0,), token_length=args.text)
@@ -65,6 +72,20 @@ def sample(model, positive, latent, steps):
                                disable_pbar=True)
 
 
+def generation_ratio(med: dict, steps: int = 28) -> float:
+    """The full method (SDSA + Query Blend + one-pass injection, the paper's windows) over plain
+    sampling for a whole ``steps``-step Flux run, from the measured seconds per step of each
+    kind: step 0 plain (no masks yet), blend and injection steps at the paper's windows
+    (consistory_core.schedule.window_steps), one DIFT call counted as a plain step."""
+    from consistory_core.schedule import window_steps
+    blend, inject = set(window_steps(steps, 0.0, 0.1)), set(window_steps(steps, 0.1, 0.33))
+    total = 2 * med["vanilla"]  # step 0 and the DIFT call
+    for step in range(1, steps):
+        total += med["sdsa"] + (med["sdsa+blend"] - med["sdsa"]) * (step in blend) \
+            + (med["sdsa+inject"] - med["sdsa"]) * (step in inject)
+    return total / (steps * med["vanilla"])
+
+
 def measure(classes, n: int, args) -> dict:
     from benchmarks.activation_memory import LiveTensorBytes
     built, timer, positive, latent = models(classes, n, args)
@@ -81,7 +102,8 @@ def measure(classes, n: int, args) -> dict:
         with LiveTensorBytes() as mem:
             sample(built[c], positive, latent, args.probe_steps)
         act[c] = mem.peak / GIB
-    return {"seconds_per_step": {c: statistics.median(v) for c, v in step_s.items()},
+    med = {c: statistics.median(v) for c, v in step_s.items()}
+    return {"seconds_per_step": med, "full_method_28_steps_ratio": generation_ratio(med),
             "step_ratio": {c: statistics.median([s / v for s, v in zip(step_s[c], step_s["vanilla"])])
                            for c in CONFIGS},
             "peak_activation_gib": act, "activation_ratio": {c: act[c] / act["vanilla"] for c in CONFIGS}}
@@ -95,8 +117,9 @@ def table(results: dict) -> str:
              f"The tests' tiny Flux ({a['parameters'] / 1e6:.1f} M parameters")
     lines = [f"{model}, random weights), {a['size']}x{a['size']} px "
              f"({(a['size'] // 16) ** 2} image tokens) and {a['text']} T5 tokens, cfg 1, euler; {results['machine']}, "
-             f"fp32, {results['date']}; medians of {a['repeats']} interleaved repeats of {a['probe_steps']}-step runs "
-             "(a step's cost: its steps after the first, which has no masks yet; a DIFT call is not a step). "
+             f"{a.get('dtype', 'fp32')}, {results['date']}; medians of {a['repeats']} interleaved repeats of {a['probe_steps']}-step runs "
+             "(a step's cost: its steps after the first, which has no masks yet; a DIFT call is not a step; "
+             "step × plain: the median of the repeats' ratios, each measured side by side). "
              "Activation memory: the most bytes of tensors alive at once beyond the weights, one untimed run.", "",
              "| N | configuration | s/step | step × plain | peak activation (GiB) | activation × plain |",
              "|---|---|---|---|---|---|"]
@@ -104,6 +127,10 @@ def table(results: dict) -> str:
         for c in CONFIGS:
             lines.append(f"| {n} | {c} | {r['seconds_per_step'][c]:.2f} | {r['step_ratio'][c]:.3f} | "
                          f"{r['peak_activation_gib'][c]:.3f} | {r['activation_ratio'][c]:.3f} |")
+    lines += ["", "The full method (SDSA + Query Blend + one-pass injection, the paper's windows) over a whole "
+              "28-step run, from these step costs: " + ", ".join(
+                  f"N = {n}: {r['full_method_28_steps_ratio']:.2f}×"
+                  for n, r in sorted(results["by_images"].items(), key=lambda x: int(x[0]))) + "."]
     growth = results.get("activation_growth_gib_per_image") or {}
     if growth:
         lines += ["", "Activation memory grows per image (least squares over N): " +
@@ -121,10 +148,26 @@ def main(argv=None) -> None:
     p.add_argument("--images", default="1,2,4")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--probe-steps", type=int, default=3)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--dtype", choices=tuple(DTYPES), help="default: fp32 on the CPU, fp16 on CUDA")
     p.add_argument("--json", type=Path)
-    p.add_argument("--readme", type=Path, help="write the table between the <!-- flux-performance-table --> lines")
+    p.add_argument("--readme", type=Path, help="write the table between the file's two <!-- MARKER --> lines")
+    p.add_argument("--marker", default="flux-performance-table")
+    p.add_argument("--from-json", type=Path, help="no run: the table of an earlier run's JSON (with --readme)")
     args = p.parse_args(argv)
+    for name in ("json", "readme"):  # the host's start changes the working directory
+        if getattr(args, name) is not None:
+            setattr(args, name, getattr(args, name).resolve())
+    args.dtype = args.dtype or ("fp16" if args.device == "cuda" else "fp32")
+    if args.from_json:
+        text = table(json.loads(args.from_json.read_text()))
+        if args.readme:
+            args.readme.write_text(replace_between(args.readme.read_text(), args.marker, text))
+        print(text)
+        return
     import torch
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.exit(2, "--device cuda: this torch sees no CUDA GPU\n")
     from consistory_run.host import Host
     torch.set_grad_enabled(False)
     host = Host.start()
@@ -141,13 +184,14 @@ def main(argv=None) -> None:
     print("activation growth per image (GiB): " + "  ".join(f"{c} {g:.4f}" for c, g in growth.items()))
     import psutil
     out = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-           "machine": f"{psutil.cpu_count()} CPU cores, {psutil.virtual_memory().total / GIB:.0f} GiB",
+           "machine": torch.cuda.get_device_name() if args.device == "cuda" else
+           f"{psutil.cpu_count()} CPU cores, {psutil.virtual_memory().total / GIB:.0f} GiB",
            "date": time.strftime("%Y-%m-%d"), "by_images": results, "activation_growth_gib_per_image": growth}
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     print(table(out))
     if args.readme:
-        args.readme.write_text(replace_between(args.readme.read_text(), "flux-performance-table", table(out)))
+        args.readme.write_text(replace_between(args.readme.read_text(), args.marker, table(out)))
 
 
 if __name__ == "__main__":

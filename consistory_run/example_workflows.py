@@ -113,7 +113,8 @@ def story_flux() -> tuple[dict, dict, list]:
     g = _clean(with_saved_images(story_graph(blend=True, inject="fast", **kw), prefix="consistory_flux"))
     g = with_flux_loaders(g)
     titles = {"unet": "Load Diffusion Model (Flux.1 dev)", "clip": "DualCLIPLoader (CLIP-L + T5, flux)",
-              "guidance": "FluxGuidance", "neg": "Negative (unused at cfg 1)", "sdsa": "ConsiStory SDSA",
+              "guidance": "FluxGuidance", "neg": "Negative (unused at cfg 1)", "latent": "Empty Latent (Flux: 16 channels)",
+              "sdsa": "ConsiStory SDSA",
               "blend": "ConsiStory Query Blend", "inject": "ConsiStory Feature Injection (one pass)"}
     groups = [("1. Flux.1: model, text encoders, VAE", ["unet", "clip", "vae"]),
               ("2. Story: subject + one scene per line", ["story", "guidance", "neg", "latent"]),

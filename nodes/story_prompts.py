@@ -125,7 +125,8 @@ class StoryPrompts:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "clip": ("CLIP", {"tooltip": "The text encoder(s) from the checkpoint loader (SDXL, SD 1.5 or SD 2.x)."}),
+            "clip": ("CLIP", {"tooltip": "The text encoder(s) from the checkpoint loader (SDXL, SD 1.5 or SD 2.x), or Flux's "
+                     "(DualCLIPLoader type flux: the subject words are found in the T5 tokens)."}),
             "subject": ("STRING", {"default": "an old man with a hat", "tooltip":
                         "The subject every image shows, e.g. 'an old man with a hat'. "
                         "Several subjects: one per line."}),

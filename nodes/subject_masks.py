@@ -13,7 +13,8 @@ class SubjectMaskSettings:
                        "Average the subject's cross-attention over this many recent steps."}),
             "resolution": (list(MaskSettings.RESOLUTIONS), {"default": "low (latent/4)", "tooltip":
                            "Which cross-attention layers give the maps: the paper uses the "
-                           "low-resolution ones (latent/4, 32x32 at 1024px)."}),
+                           "low-resolution ones (latent/4, 32x32 at 1024px). Flux has one resolution (its "
+                           "image tokens, latent/2): its maps come from the double-stream blocks whatever this says."}),
             "threshold_scale": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 3.0, "step": 0.05,
                                 "tooltip": "Multiplies the Otsu threshold: above 1 gives tighter "
                                 "masks, below 1 looser ones."}),

@@ -228,3 +228,35 @@ def test_flux_relatives_not_yet_tested_are_refused_by_name(host, family):
     _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "")
     with pytest.raises(ValueError, match=f"SDXL, SD 1.5, SD 2.x\\) and Flux.1; this is a {family} model"):
         nodes["ConsiStorySDSA"]().patch(flux_shaped(family), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+
+
+@needs_flux
+def test_the_flux_benchmark_runs_and_writes_its_table(tmp_path):
+    """benchmarks/flux_cost.py on the tests' tiny Flux: every configuration timed, its activation
+    memory measured and growing with the batch, the table written between the README's markers."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- flux-performance-table -->\nold\n<!-- flux-performance-table -->\nafter\n")
+    proc = subprocess.run([sys.executable, "benchmarks/flux_cost.py", "--width", "tiny", "--size", "64", "--text", "32",
+                           "--images", "1,2", "--json", str(tmp_path / "x.json"), "--readme", str(readme)],
+                          cwd=repo, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "x.json").read_text())
+    one, two = results["by_images"]["1"], results["by_images"]["2"]
+    for r in (one, two):
+        assert set(r["seconds_per_step"]) == set(r["peak_activation_gib"]) == {"vanilla", "sdsa", "sdsa+blend", "sdsa+inject"}
+        assert all(s > 0 for s in r["seconds_per_step"].values()) and r["step_ratio"]["vanilla"] == 1
+    assert all(two["peak_activation_gib"][c] > one["peak_activation_gib"][c] for c in one["peak_activation_gib"])
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+    assert "| 2 | sdsa+blend |" in text and "The tests' tiny Flux" in text
+    if not torch.cuda.is_available():
+        refused = subprocess.run([sys.executable, "benchmarks/flux_cost.py", "--device", "cuda"], cwd=repo,
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and "--device cuda" in refused.stderr
