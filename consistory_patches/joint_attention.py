@@ -36,9 +36,7 @@ from ..consistory_core.masks import head_token_maps
 from ..consistory_core.positions import rotate_pairs
 from ..consistory_core.sdsa import shared_joint_attention
 from ..consistory_core.settings import DIT_POSITIONS
-from .chunks import COND
 from .passes import PassKind, STORY_KEY, pass_of, with_pass
-from .run_state import StoryRun
 
 OVERRIDE_KEY = "optimized_attention_override"  # transformer_options, today's host (ComfyUI 0.3.60+)
 TOKENS_KEY = "consistory_dit_tokens"
