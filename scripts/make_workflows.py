@@ -18,14 +18,15 @@ sys.path.append(str(REPO))
 
 
 def render(host) -> dict:
-    """name -> (ui json text, api json text) of every workflow whose nodes the host has."""
-    from consistory_run.example_workflows import NOTES, WORKFLOWS
+    """name -> (ui json text, api json text) of every workflow whose nodes the host has (runs_on)."""
+    from consistory_run.example_workflows import NOTES, WORKFLOWS, runs_on
+    from consistory_run.host import host_name
     from consistory_run.workflow_format import api_to_ui
     out = {}
     for name, build in WORKFLOWS.items():
-        graph, titles, groups = build()
-        if any(node["class_type"] not in host.nodes.NODE_CLASS_MAPPINGS for node in graph.values()):
+        if not runs_on(name, host_name()):
             continue
+        graph, titles, groups = build()
         ui, api = api_to_ui(graph, host.nodes.NODE_CLASS_MAPPINGS, titles, groups, NOTES[name])
         out[name] = (json.dumps(ui, indent=1) + "\n", json.dumps(api, indent=1) + "\n")
     return out
