@@ -56,7 +56,7 @@ def models(classes, n: int, args):
     sdsa_node, blend, inject = (classes[k]() for k in ("ConsiStorySDSA", "ConsiStoryQueryBlend",
                                                         "ConsiStoryFeatureInjection"))
     (sdsa,) = sdsa_node.patch(base, story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
-    built = {"vanilla": base, "sdsa": sdsa, "sdsa+blend": blend.patch(sdsa, 0.9, 0.82, 1.0)[0],
+    built = {"vanilla": base, "sdsa": sdsa, "sdsa+blend": blend.patch(sdsa, 0.9, 0.81836735, 1.0)[0],
              "sdsa+inject": inject.patch(sdsa, 0.8, 0.0, 1.0, 261, 0)[0]}  # windows over the whole probe
     g = torch.Generator().manual_seed(0)
     positive = [[torch.randn(n, args.text, 4096, generator=g) * 0.1,

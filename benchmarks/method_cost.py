@@ -82,7 +82,7 @@ def main() -> None:
     (counted,) = ChunkRecorder().patch(base)
     sdsa_node = classes["ConsiStorySDSA"]()
     (sdsa,) = sdsa_node.patch(counted, story_subject(classes, n), 0.5, 0, 0, 0.0, 1.0, "output (paper)")
-    (blend,) = classes["ConsiStoryQueryBlend"]().patch(sdsa, 0.9, 0.82, 0.1)
+    (blend,) = classes["ConsiStoryQueryBlend"]().patch(sdsa, 0.9, 0.81836735, 0.1)
     (fast,) = classes["ConsiStoryFeatureInjection"]().patch(blend, 0.8, 0.1, 0.33, 261, 0)
 
     def sample(m, pos=positive, lat=latent, noi=noise):

@@ -155,7 +155,7 @@ class Bench:
         sdsa_node, blend_node, inject_node = (classes[k]() for k in ("ConsiStorySDSA", "ConsiStoryQueryBlend",
                                                                       "ConsiStoryFeatureInjection"))
         (sdsa,) = sdsa_node.patch(base, story(classes, n), 0.5, 0, 0, 0.0, 1.0, "output (paper)")
-        (blend,) = blend_node.patch(sdsa, 0.9, 0.82, blend_end)
+        (blend,) = blend_node.patch(sdsa, 0.9, 0.81836735, blend_end)
         (inject,) = inject_node.patch(sdsa, 0.8, *inject_range, 261, 0)
         (full,) = inject_node.patch(blend, 0.8, *inject_range, 261, 0)
         self.models = {"vanilla": base, "sdsa": sdsa, "sdsa+blend": blend, "sdsa+inject": inject,

@@ -3,11 +3,13 @@
 DIFT features (the output of the UNet's first up block at a mid-late timestep, cond half,
 Gaussian smoothed) match every patch of a target image with its nearest *subject* patch
 in the images mapped to it (cosine distance). Target patches inside the target's subject
-mask whose best distance is under the Otsu threshold of those distances take
+mask whose best distance is below the Otsu threshold of those distances take
 ``alpha * out_source[nn] + (1 - alpha) * out_target`` as their self-attention output.
 
-Unlike the reference, all targets read the sources' outputs from before injection, so
-the result does not depend on the order of the images.
+As in the reference implementation, the targets are injected one after another in batch
+order, each in place: a target that takes from an image before it in the batch takes that
+image's already injected output (so images after the anchors take the anchors' injected
+outputs).
 """
 from __future__ import annotations
 
@@ -23,15 +25,16 @@ DIFT_NOISE_STREAM = 261  # separates these draws from the dropout draws of the s
 
 
 def gaussian_smooth(features: torch.Tensor, kernel: int = 3, sigma: float = 1.0) -> torch.Tensor:
-    """features (N, C, h, w) -> the same, blurred per channel (reflect padding)."""
-    x = torch.arange(kernel, dtype=torch.float32, device=features.device) - (kernel - 1) / 2
-    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    weight = (g[:, None] * g[None, :]).to(features.dtype)
+    """features (N, C, h, w) -> the same, blurred per channel (§4.3: k 3, sigma 1).
+
+    The 2-D Gaussian weights are computed in float64 and normalised to sum 1, then cast to
+    the features' dtype; the border is padded with zeros (the reference's convolution), so
+    border patches lose the weight that falls outside the grid."""
+    x = torch.arange(kernel, dtype=torch.float64) - (kernel - 1) / 2
+    weight = torch.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma ** 2))
+    weight = (weight / weight.sum()).to(features.device, features.dtype)
     c = features.shape[1]
-    pad = kernel // 2
-    padded = F.pad(features, (pad, pad, pad, pad), mode="reflect")
-    return F.conv2d(padded, weight.expand(c, 1, kernel, kernel).contiguous(), groups=c)
+    return F.conv2d(features, weight.expand(c, 1, kernel, kernel).contiguous(), padding=kernel // 2, groups=c)
 
 
 def image_noise(seed: int, shape: tuple, images: int, offset: int = 0) -> torch.Tensor:
@@ -92,9 +95,9 @@ def plan_injection(features: torch.Tensor, subject: torch.Tensor, share: torch.T
 
     The reference's rule (§4.3): the Otsu threshold of the best distances of *all* of a
     target's patches (background included: their best source is still a subject patch),
-    then kept are the target's patches inside its subject mask whose distance is at most
-    that threshold. Subject patches that match well fall below it; background patches,
-    which match badly, raise it.
+    then kept are the target's patches inside its subject mask whose distance is strictly
+    below that threshold. Subject patches that match well fall below it; background
+    patches, which match badly, raise it.
     """
     source, index, distance = nearest_subject_patches(features, subject, share)
     keep = torch.zeros_like(subject)
@@ -104,19 +107,25 @@ def plan_injection(features: torch.Tensor, subject: torch.Tensor, share: torch.T
             keep[i] = subject[i] & matched
             continue
         threshold = otsu_threshold(distance[i][matched][None])[0]
-        keep[i] = subject[i] & matched & (distance[i] <= threshold)
+        keep[i] = subject[i] & matched & (distance[i] < threshold)
     return InjectionPlan(keep, source, index, distance)
 
 
-def inject(out: torch.Tensor, plan: InjectionPlan, alpha: float) -> torch.Tensor:
-    """out (N, P, C) attention outputs of one CFG chunk -> the injected outputs.
+def inject(out: torch.Tensor, plan: InjectionPlan, alpha: float, first: int = 0) -> torch.Tensor:
+    """out (N, P, C) attention outputs of one CFG chunk -> the injected outputs (§4.3).
 
+    Targets ``first``, ``first + 1``, ... are injected in that order, each in place: target i
+    takes ``alpha * out[source, index] + (1 - alpha) * out[i]`` at its kept patches, where
+    ``out`` already holds the injected outputs of the targets before i (the rows before
+    ``first`` are taken as they are: already injected, e.g. anchors from an anchor cache).
     A new tensor; ``out`` itself when nothing is injected (alpha 0 or an empty plan).
     """
     if alpha == 0 or plan.empty:
         return out
-    n, p, _ = out.shape
-    flat = out.reshape(n * p, -1)
-    taken = flat.index_select(0, (plan.source * p + plan.index).reshape(-1).to(out.device)).reshape(out.shape)
+    out = out.clone()
     keep = plan.keep.to(out.device)[..., None]
-    return torch.where(keep, alpha * taken + (1 - alpha) * out, out)
+    source, index = plan.source.to(out.device), plan.index.to(out.device)
+    for i in range(first, out.shape[0]):
+        taken = out[source[i], index[i]]  # (P, C): row i's matches, as injected so far
+        out[i] = torch.where(keep[i], alpha * taken + (1 - alpha) * out[i], out[i])
+    return out

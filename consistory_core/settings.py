@@ -116,9 +116,10 @@ class SharingSettings:
 @dataclass(frozen=True)
 class BlendSettings(_JSONSettings):
     """Vanilla-query blending (§4.2): q = s*q_vanilla + (1-s)*q, s going linearly from
-    start_strength at the schedule's start to end_strength at end_percent, then off."""
+    start_strength at the schedule's start to end_strength at end_percent, then off. The
+    reference's values: 0.9 to 0.81836735 (its linspace(0.9, 0.1, 50) at steps 0-5 of 50)."""
     start_strength: float = 0.9
-    end_strength: float = 0.82
+    end_strength: float = 0.81836735
     end_percent: float = 0.1
     KIND = "query blend settings"
 

@@ -6,7 +6,8 @@ A new image depends on its anchors only through, per model evaluation:
     images before the first new one, (heads, T_a, d) per layer and CFG chunk),
   - "maps": their cross-attention maps of the subject words (the subject masks),
   - "features": their DIFT features (one-pass injection's pass),
-  - "inject": their attention outputs at their subject patches, which injection pulls from,
+  - "inject": their injected attention outputs at their subject patches, which injection
+    pulls from,
   - "x0": their denoised estimate (the next DIFT pass re-noises it).
 None of these depends on the new images (anchors see only anchors), so a run that replays
 the anchors records them (``AnchorRows.recording``) and later runs with the same settings
@@ -30,7 +31,9 @@ import torch
 from .host_api import hash_weights, patch_kinds
 
 PLACES = ("cpu", "device")
-FILE_FORMAT = "consistory.anchor_cache"
+# 2: the "inject" entries are the anchors' outputs after injection (targets injected in turn,
+# as the reference does); a file of format 1 (outputs before injection) is recomputed
+FILE_FORMAT = "consistory.anchor_cache.2"
 
 
 @dataclass(frozen=True)

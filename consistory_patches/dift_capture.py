@@ -1,9 +1,13 @@
 """DIFT correspondence features (§4.3), as an output-block patch.
 
 The features are the input of output block ``dift_block``: the first up block's output
-after its upsampler (3 in SDXL), cond chunk only. They are kept from a DIFT pass (one-pass
-injection), and on the sampler's own passes at the two steps around ``dift_sigma`` (the
-paper's t = 261), so Collect Features can hand the closer one to a second run.
+after its upsampler (3 in SDXL), cond chunk only, as that block takes it in: after every
+output block patch of that block. FreeU scales the first half of its channels in place
+there, and the reference implementation reads its features after that scaling (it keeps a
+view of the tensor that FreeU then scales), so a view is held until the host has moved
+past the block and copied then. They are kept from a DIFT pass (one-pass injection), and
+on the sampler's own passes at the two steps around ``dift_sigma`` (the paper's t = 261),
+so Collect Features can hand the closer one to a second run.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ class DiftCapture:
         return self
 
     def _reset(self) -> None:
+        self._held = None  # (view of h's cond rows, the call's options) at the DIFT block
         if self.run.runs > 1:  # keep the finished run's features for Collect Features
             self.run.kept(self.run.runs - 1)["dift"] = self.recorded_features()
         self._above = self._below = None  # (sigma, cond features) just above / below dift_sigma
@@ -42,13 +47,20 @@ class DiftCapture:
 
     def capture(self, h, hsp, extra):
         """output_block_patch: h (B, C, h, w), hsp the skip connection; both unchanged."""
+        self.settle()
         if extra["block"] != ("output", self.dift_block) or h.shape[0] != extra["original_shape"][0]:
             return h, hsp
         rows = self.run.patch_chunks(h.shape[0], extra).cond_rows
         if rows is not None:
-            # copies, not views: a later output block patch (FreeU's) scales h in place
-            self.keep(lambda: h[rows].clone(), extra)
+            self._held = (h[rows], dict(extra))  # a view: the block's later patches may scale h in place
         return h, hsp
+
+    def settle(self) -> None:
+        """Keeps a copy of the features held at the DIFT block (once the host is past it)."""
+        if self._held is not None:
+            view, extra = self._held
+            self._held = None
+            self.keep(view.clone, extra)
 
     def keep(self, features, extra: dict) -> None:
         """Keeps the features of a call where they are wanted: ``features()`` gives the cond
@@ -68,6 +80,7 @@ class DiftCapture:
 
     def recorded_features(self):
         """(sigma, features (N, C, h, w)) of the run's step closest to dift_sigma, or None."""
+        self.settle()
         found = [x for x in (self._above, self._below) if x is not None]
         if not found:
             return None

@@ -77,25 +77,22 @@ class Injector:
     def injected(self, n: torch.Tensor, grid: tuple, layer: tuple, cached=None) -> torch.Tensor:
         """n (images of the call, P, C): the cond chunk's attention outputs at ``grid``, pulled
         toward their matches (as they are where the run has no features yet); cached: the
-        call's anchor cache access, or None."""
+        call's anchor cache access, or None. Recording, the anchors' injected outputs at their
+        subject patches (the only ones injection takes from them) are kept; playing, they are
+        put in front of the new images, which are injected after them."""
         plan = self.plan(grid)
         if plan is None:
             return n
         if cached is None:
             return inject(n, plan, self.alpha)
-        return inject(self.with_anchor_sources(cached, layer, n), plan, self.alpha)[cached.absent:]
-
-    def with_anchor_sources(self, cached, layer: tuple, n: torch.Tensor) -> torch.Tensor:
-        """n (images of the call, P, C) -> (N, P, C) with the replayed anchors' rows: recording,
-        n itself (the anchors' outputs at their subject patches, the only ones injection
-        takes from them, kept); else those kept outputs in front (zeros elsewhere)."""
         sources = self._plan[2][:cached.anchors].to(n.device)
         if cached.recording:
-            cached.keep("inject", layer, COND, n[:cached.anchors][sources])
-            return n
+            out = inject(n, plan, self.alpha)
+            cached.keep("inject", layer, COND, out[:cached.anchors][sources])
+            return out
         anchors = n.new_zeros(cached.anchors, *n.shape[1:])
         anchors[sources] = cached.take("inject", layer, COND, n)
-        return torch.cat([anchors, n])
+        return inject(torch.cat([anchors, n]), plan, self.alpha, first=cached.anchors)[cached.anchors:]
 
 
 class OnePassFeatures:
@@ -137,4 +134,5 @@ class OnePassFeatures:
                               Pass(PassKind.DIFT, noise_seed=self.noise_seed),
                               cond_or_uncond=[0], sigmas=timestep)
         call(dift_args)
+        self.dift.settle()
         self.injector.fast_features = (run.runs, gaussian_smooth(self.dift.pass_features.float()))

@@ -23,14 +23,23 @@ from .values import StorySubject
 from .windows import Window
 
 
-def is_whole_schedule(sample_sigmas, model_sampling) -> bool:
-    """An n-step schedule that ends at 0 and starts in the first n-th of the model's noise
-    levels (ddim_uniform's first step is a little below the top), not the tail of one that a
-    KSamplerAdvanced split or a denoise below 1 samples."""
-    steps = len(sample_sigmas) - 1
-    if steps < 1 or float(sample_sigmas[-1]) != 0.0 or model_sampling is None:
+def is_whole_schedule(sample_sigmas, model_sampling=None) -> bool:
+    """An n-step schedule that ends at 0, whatever its first sigma (diffusers' "leading" DDIM
+    spacing starts well below the model's top noise level at 19 or 30 steps). Whether it is
+    the tail of a schedule whose first part another sampler ran (a KSamplerAdvanced split)
+    is for the run to tell (``StoryRun.follow``). ``model_sampling`` is accepted and not
+    needed (callers of the earlier rule, such as the reference harness, pass it)."""
+    return len(sample_sigmas) >= 2 and float(sample_sigmas[-1]) == 0.0
+
+
+def continues(part, sample_sigmas, last_sigma) -> bool:
+    """``sample_sigmas`` go on where the schedule ``part`` stopped: ``part`` did not end at 0,
+    the run's last call (at ``last_sigma``) reached its last steps, and ``sample_sigmas``
+    start at its last sigma (the second KSamplerAdvanced of a split)."""
+    if part is None or last_sigma is None or float(part[-1]) <= 0.0:
         return False
-    return float(sample_sigmas[0]) >= float(model_sampling.percent_to_sigma(1.0 / steps)) * (1 - 1e-4)
+    end, start = float(part[-1]), float(sample_sigmas[0])
+    return abs(start - end) <= 1e-5 * end and last_sigma >= start * (1 - 1e-5)
 
 
 KEPT_RUNS = 4  # finished runs whose state a later node may still ask for
@@ -40,22 +49,21 @@ class StoryRun:
     """subject: the story's prompts (anchors replayed from a bank first); share (N, N) bool:
     share[i, j] = image i sees image j's subject patches; replayed: how many leading images
     are anchors replayed from a bank rather than rows of the sampler's latent batch;
-    window: where sharing is on; model_sampling: the patched model's sampling (it tells a
-    whole schedule from a part of one); given_masks (k, H, W): the subject masks of the first
+    window: where sharing is on; given_masks (k, H, W): the subject masks of the first
     k images where a user gave them (photo anchors), replacing the cross-attention masks."""
 
     def __init__(self, subject: StorySubject, sharing: SharingSettings, share: torch.Tensor,
-                 window: Window, replayed: int = 0, model_sampling=None, given_masks=None):
+                 window: Window, replayed: int = 0, given_masks=None):
         self.subject = subject
         self.given_masks = given_masks
         self.sharing = sharing
         self.share = share
         self.replayed = replayed
         self.window = window
-        self.model_sampling = model_sampling
         self.schedule = None  # the whole schedule being sampled, where the host passes it
         self._restart = False
         self._followed = None  # the sample_sigmas last given to follow()
+        self._part = None  # the run's schedule so far where it does not end at 0 (a split's first part)
         self.clock = StepClock()
         self.runs = 0  # how many runs this model has started
         self.outputs: dict = {}  # run -> the sampler's latest CFG-combined denoised batch (model space)
@@ -78,17 +86,26 @@ class StoryRun:
 
     # -- steps -------------------------------------------------------------------------
     def follow(self, sample_sigmas) -> None:
-        """The sampler's schedule for the coming call (None where the host does not pass it),
-        kept where it is a whole one (see ``is_whole_schedule``). Every UNet call of a sampling
-        passes the same tensor, so only a new one is looked at."""
+        """The sampler's schedule for the coming call (None where the host does not pass it).
+        A schedule that ends at 0 is a whole one, and so is one that ends a run whose earlier
+        parts other samplers ran (a KSamplerAdvanced split: the parts joined); a part that
+        does not end at 0 is kept to be joined. Every UNet call of a sampling passes the same
+        tensor, so only a new one is looked at."""
         if sample_sigmas is self._followed:
             return
         self._followed = sample_sigmas
         self.check_schedule(sample_sigmas)
-        whole = sample_sigmas is not None and is_whole_schedule(sample_sigmas, self.model_sampling)
-        if whole and sample_sigmas is not self.schedule:
+        if sample_sigmas is None:
+            self.schedule = self._part = None
+            return
+        joined = sample_sigmas
+        if continues(self._part, sample_sigmas, self.clock.sigma):
+            joined = torch.cat([self._part[:-1].to(sample_sigmas), sample_sigmas])
+        elif is_whole_schedule(sample_sigmas):
             self._restart = True  # a new sampling from the top, whatever sigma the last one stopped at
-        self.schedule = sample_sigmas if whole else None
+        whole = is_whole_schedule(joined)
+        self._part = None if whole else joined.detach()
+        self.schedule = joined if whole else None
 
     def position(self) -> tuple | None:
         """(step, steps) of the current call in the whole schedule, or None where unknown."""

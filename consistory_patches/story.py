@@ -134,7 +134,7 @@ def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: t
     m = model.clone()
     sampling = model_sampling(m)
     run = StoryRun(subject, sharing, share, Window.of(sharing.start_percent, sharing.end_percent, sampling),
-                   replayed, model_sampling=sampling, given_masks=given_masks)
+                   replayed, given_masks=given_masks)
     dift = DiftCapture(run, None if dit else dift_block(diffusion_model), dift_sigma(sampling, DIFT_TIMESTEP))
     story = Story(run, MaskRecorder(run, diffusion_model), SharedAttention(run), dift, **parts)
     if sharing.anchors > 0 and replayed == 0:  # keep what ConsiStory Anchor Bank needs

@@ -31,7 +31,7 @@ def story_paper() -> tuple[dict, dict, list]:
     g = _clean(with_saved_images(with_paper_extras(story_graph(blend=True, inject="exact", **PAPER)),
                                  prefix="consistory_paper"))
     titles = {"pass1": "Pass 1 (records DIFT features)", "sampler": "Pass 2 (same seed, injects)",
-              "inject": "ConsiStory Feature Injection (exact)", "freeu": "FreeU (the paper's 1.1 / 1.2 / 0.6 / 0.4)",
+              "inject": "ConsiStory Feature Injection (exact)", "freeu": "ConsiStory FreeU (the paper's 1.1 / 1.2 / 0.6 / 0.4)",
               "zero_neg": "Empty negative as zeros (the paper's)"}
     groups = [("1. Story, FreeU, zero negative", ["ckpt", "freeu", "story", "neg", "zero_neg", "latent"]),
               ("2. Pass 1: SDSA + query blend, features collected after it", ["sdsa", "blend", "pass1", "collect"]),
@@ -162,7 +162,8 @@ NOTES = {
     "consistory_story": "\n".join([
         "ConsiStory story (fast): SDSA + Query Blend + one-pass Feature Injection.", "", _SDXL, _STORY, _OUT]),
     "consistory_story_paper": "\n".join([
-        "ConsiStory story with the paper's settings: FreeU, an empty negative as zeros, and exact two-pass "
+        "ConsiStory story with the paper's settings: FreeU as the reference applies it (ConsiStory FreeU, by up "
+        "block), an empty negative as zeros, and exact two-pass "
         "injection (pass 1 collects DIFT features, pass 2 with the same seed injects: about twice the time of "
         "consistory_story).", "", _SDXL, _STORY, _OUT]),
     "consistory_multi_subject": "\n".join([

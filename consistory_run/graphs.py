@@ -43,7 +43,7 @@ def story_graph(scenes=SCENES, *, sdsa=True, end_percent=1.0, anchors=0, seed=1,
         g["sdsa"]["inputs"]["mask_settings"] = ["mask_settings", 0]
     if sdsa and blend:
         g["blend"] = {"class_type": "ConsiStoryQueryBlend", "inputs": {
-            "model": ["sdsa", 0], "start_strength": 0.9, "end_strength": 0.82, "end_percent": blend_end}}
+            "model": ["sdsa", 0], "start_strength": 0.9, "end_strength": 0.81836735, "end_percent": blend_end}}
         g["sampler"]["inputs"]["model"] = ["blend", 0]
     if sdsa and inject:
         shared = g["sampler"]["inputs"]["model"]
@@ -109,9 +109,10 @@ def reuse_subject_graph(scenes, bank_name, share_new=False, anchor_cache=None, *
 
 def with_paper_extras(g):
     """What the paper's pipeline adds around the method: FreeU (b1 1.1, b2 1.2, s1 0.6, s2 0.4)
-    on the loaded model and an empty negative made of zeros (ConditioningZeroOut)."""
+    by up block, as the reference applies it (ConsiStory FreeU), on the loaded model and an
+    empty negative made of zeros (ConditioningZeroOut)."""
     g = dict(g)
-    g["freeu"] = {"class_type": "FreeU", "inputs": {"model": ["ckpt", 0], "b1": 1.1, "b2": 1.2, "s1": 0.6, "s2": 0.4}}
+    g["freeu"] = {"class_type": "ConsiStoryFreeU", "inputs": {"model": ["ckpt", 0], "b1": 1.1, "b2": 1.2, "s1": 0.6, "s2": 0.4}}
     g["neg"] = {**g["neg"], "inputs": {**g["neg"]["inputs"], "text": ""}}
     g["zero_neg"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["neg", 0]}}
     for name, node in g.items():

@@ -194,9 +194,31 @@ class AttentionOverrideProbe(_ModelProbe):
         return (m,)
 
 
+class LeadingSigmas:
+    """MODEL, steps -> SIGMAS: diffusers' DDIM schedule with "leading" spacing and offset 1 (the
+    reference implementation's: timesteps (n-1, ..., 0) * (1000 // n) + 1), on the model's own
+    discrete noise levels, then 0. At 19 or 30 steps it starts well below the top noise level."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "steps": ("INT", {"default": 30, "min": 1, "max": 1000})}}
+
+    RETURN_TYPES = ("SIGMAS",)
+    FUNCTION = "sigmas"
+    CATEGORY = "ConsiStory/testing"
+
+    def sigmas(self, model, steps):
+        import torch
+        sampling = (model.get_model_object("model_sampling") if hasattr(model, "get_model_object")
+                    else model.model.model_sampling)
+        timesteps = torch.arange(steps - 1, -1, -1, dtype=torch.float32) * (1000 // steps) + 1
+        return (torch.cat([sampling.sigma(timesteps).float(), torch.zeros(1)]),)
+
+
 NODE_CLASS_MAPPINGS = {"ConsiStoryAttn1ReplaceProbe": Attn1ReplaceProbe,
                        "ConsiStoryAttentionOverrideProbe": AttentionOverrideProbe,
                        "ConsiStoryAttn2ReplaceProbe": Attn2ReplaceProbe,
                        "ConsiStoryLatentCapture": LatentCapture, "ConsiStoryMaskCapture": MaskCapture,
                        "ConsiStoryImageCapture": ImageCapture,
-                       "ConsiStoryChunkRecorder": ChunkRecorder, "ConsiStoryStepProbe": StepProbe}
+                       "ConsiStoryChunkRecorder": ChunkRecorder, "ConsiStoryStepProbe": StepProbe,
+                       "ConsiStoryLeadingSigmas": LeadingSigmas}

@@ -3,6 +3,7 @@ runtime (consistory_patches). Node ids never change, so saved workflows keep loa
 from .bank_latent import BankLatent
 from .collect_features import CollectFeatures
 from .feature_injection import FeatureInjection
+from .freeu import BlockFreeU
 from .make_anchor_bank import MakeAnchorBank
 from .mask_preview import MaskPreview
 from .query_blend import QueryBlend
@@ -27,6 +28,7 @@ NODE_CLASS_MAPPINGS = {
     "ConsiStoryUseAnchors": UseAnchors,
     "ConsiStoryBankLatent": BankLatent,
     "ConsiStorySubjectFromImage": SubjectFromImage,
+    "ConsiStoryFreeU": BlockFreeU,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -43,4 +45,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ConsiStoryUseAnchors": "ConsiStory Use Anchors",
     "ConsiStoryBankLatent": "ConsiStory Bank Latent",
     "ConsiStorySubjectFromImage": "ConsiStory Subject From Image",
+    "ConsiStoryFreeU": "ConsiStory FreeU (by up block)",
 }

@@ -7,17 +7,20 @@ from ..consistory_patches.host_api import model_sampling
 from ..consistory_patches.story import story_of, with_parts
 from .sockets import REFINE
 
+DEFAULT = BlendSettings()
+
 
 class QueryBlend:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "model": ("MODEL", {"tooltip": "A model patched by ConsiStory SDSA."}),
-            "start_strength": ("FLOAT", {"default": 0.9, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                               "Weight of the vanilla queries at the start of the schedule."}),
-            "end_strength": ("FLOAT", {"default": 0.82, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                             "Weight of the vanilla queries at end_percent (linear in between)."}),
-            "end_percent": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+            "start_strength": ("FLOAT", {"default": DEFAULT.start_strength, "min": 0.0, "max": 1.0, "step": 0.01,
+                               "tooltip": "Weight of the vanilla queries at the start of the schedule."}),
+            "end_strength": ("FLOAT", {"default": DEFAULT.end_strength, "min": 0.0, "max": 1.0, "step": 0.01,
+                             "tooltip": "Weight of the vanilla queries at end_percent (linear in between); "
+                             "the reference's 0.81836735 (shown rounded)."}),
+            "end_percent": ("FLOAT", {"default": DEFAULT.end_percent, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
                             "Blending (and its extra UNet pass per step) stops here."}),
         }}
 

@@ -21,7 +21,8 @@ INF = float("inf")
 # ----------------------------------------------------------------------------------------
 
 def naive_gaussian_smooth(features, kernel=3, sigma=1.0):
-    """Per image, per channel, per pixel: explicit weighted sum with reflect-indexed taps."""
+    """Per image, per channel, per pixel: explicit weighted sum; taps outside the grid add
+    nothing (zero padding, as the reference's convolution)."""
     n, c, h, w = features.shape
     half = kernel // 2
     raw = {}
@@ -30,14 +31,6 @@ def naive_gaussian_smooth(features, kernel=3, sigma=1.0):
             raw[(dy, dx)] = math.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))
     total = sum(raw.values())
     weights = {k: v / total for k, v in raw.items()}
-
-    def reflect(i, size):
-        if i < 0:
-            return -i
-        if i >= size:
-            return 2 * (size - 1) - i
-        return i
-
     x = features.double().tolist()
     out = torch.zeros(n, c, h, w, dtype=torch.float64)
     for b in range(n):
@@ -47,7 +40,8 @@ def naive_gaussian_smooth(features, kernel=3, sigma=1.0):
                 for xx in range(w):
                     s = 0.0
                     for (dy, dx), wt in weights.items():
-                        s += wt * img[reflect(y + dy, h)][reflect(xx + dx, w)]
+                        if 0 <= y + dy < h and 0 <= xx + dx < w:
+                            s += wt * img[y + dy][xx + dx]
                     out[b, ch, y, xx] = s
     return out
 
@@ -85,17 +79,20 @@ def naive_min_distance(features, subject, share, pair=None):
     return best, pair
 
 
-def naive_inject(out, plan, alpha):
-    """Loop: kept patches take alpha * before[source, index] + (1 - alpha) * before[i, p]."""
-    before = out.double().clone()
-    result = before.clone()
+def naive_inject(out, plan, alpha, first=0):
+    """Loop, as the reference: targets first, first + 1, ... in turn, each kept patch taking
+    alpha * current[source, index] + (1 - alpha) * current[i, p], where current already holds
+    the injected rows of the targets before i."""
+    current = out.double().clone()
     n, p, _ = out.shape
-    for i in range(n):
+    for i in range(first, n):
+        row = current[i].clone()
         for a in range(p):
             if bool(plan.keep[i, a]):
                 s, q = int(plan.source[i, a]), int(plan.index[i, a])
-                result[i, a] = alpha * before[s, q] + (1 - alpha) * before[i, a]
-    return result
+                row[a] = alpha * current[s, q] + (1 - alpha) * current[i, a]
+        current[i] = row
+    return current
 
 
 def random_case(seed, n=4, c=8, p=20, mask_prob=0.5, share_prob=0.7):
@@ -113,7 +110,7 @@ def random_case(seed, n=4, c=8, p=20, mask_prob=0.5, share_prob=0.7):
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 4, 6, 3), (3, 1, 4, 9)])
 def test_gaussian_smooth_matches_naive_loop(shape):
-    """Default 3x3, sigma=1 blur equals the per-channel loop with reflect padding (non-square)."""
+    """Default 3x3, sigma=1 blur equals the per-channel loop with zero padding (non-square)."""
     g = torch.Generator().manual_seed(sum(shape))
     x = torch.randn(*shape, generator=g)
     got = gaussian_smooth(x)
@@ -122,17 +119,23 @@ def test_gaussian_smooth_matches_naive_loop(shape):
 
 
 def test_gaussian_smooth_other_kernel_and_sigma():
-    """A 5x5 kernel with sigma=2 also equals the loop reference (reflect over two pixels)."""
+    """A 5x5 kernel with sigma=2 also equals the loop reference (two pixels of zeros)."""
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 2, 6, 8, generator=g)
     got = gaussian_smooth(x, kernel=5, sigma=2.0)
     torch.testing.assert_close(got.double(), naive_gaussian_smooth(x, 5, 2.0), rtol=1e-5, atol=1e-5)
 
 
-def test_gaussian_smooth_constant_image_stays_constant():
-    """Each channel of a constant image keeps its constant value everywhere."""
+def test_gaussian_smooth_pads_with_zeros():
+    """A constant image stays constant inside; a border pixel keeps only the weight of the taps
+    inside the grid (the reference's zero padding; reflect padding would keep it constant)."""
     x = torch.tensor([2.5, -1.0, 7.0]).view(1, 3, 1, 1).expand(2, 3, 5, 6).contiguous()
-    torch.testing.assert_close(gaussian_smooth(x), x, rtol=1e-6, atol=1e-6)
+    got = gaussian_smooth(x)
+    torch.testing.assert_close(got[..., 1:-1, 1:-1], x[..., 1:-1, 1:-1], rtol=1e-6, atol=1e-6)
+    g = [math.exp(-0.5), 1.0, math.exp(-0.5)]
+    side = g[0] / sum(g)  # the weight of one row (or column) of taps
+    torch.testing.assert_close(got[..., 0, 2], x[..., 0, 2] * (1 - side), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got[..., 0, 0], x[..., 0, 0] * (1 - side) ** 2, rtol=1e-6, atol=1e-6)
 
 
 def test_gaussian_smooth_impulse_gives_normalised_kernel():
@@ -149,12 +152,14 @@ def test_gaussian_smooth_impulse_gives_normalised_kernel():
     assert abs(float(got.sum()) - 1.0) < 1e-6
 
 
-def test_gaussian_smooth_roughly_preserves_mean():
-    """A large random image keeps its mean (the kernel weights sum to 1)."""
-    g = torch.Generator().manual_seed(5)
-    x = torch.rand(1, 2, 128, 96, generator=g) * 3 + 1
-    got = gaussian_smooth(x)
-    torch.testing.assert_close(got.mean(dim=(2, 3)), x.mean(dim=(2, 3)), rtol=2e-3, atol=0)
+def test_gaussian_smooth_weights_are_the_float64_kernel_cast_once():
+    """The weights are the float64 2-D Gaussian normalised to sum 1, cast to the features'
+    dtype once: an interior impulse gives exactly those float32 values."""
+    x = torch.zeros(1, 1, 5, 5)
+    x[0, 0, 2, 2] = 1.0
+    d = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    w = torch.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / 2)
+    assert torch.equal(gaussian_smooth(x)[0, 0, 1:4, 1:4], (w / w.sum()).float())
 
 
 # ----------------------------------------------------------------------------------------
@@ -290,7 +295,7 @@ def test_nearest_scale_invariant_features():
 
 @pytest.mark.parametrize("seed", [30, 31, 32, 33, 34])
 def test_plan_keep_matches_naive_otsu_rule(seed, naive_otsu):
-    """keep == mask & finite distance & distance <= the naive Otsu threshold of the best
+    """keep == mask & finite distance & distance < the naive Otsu threshold of the best
     distances of all the target's patches (the reference's rule, background included)."""
     n, p = 4, 24
     features, subject, share = random_case(seed, n=n, c=6, p=p, mask_prob=0.6, share_prob=0.7)
@@ -310,7 +315,7 @@ def test_plan_keep_matches_naive_otsu_rule(seed, naive_otsu):
             expected = set(cand)
         else:
             thr = naive_otsu([float(plan.distance[i, a]) for a in matched])
-            expected = {a for a in cand if float(plan.distance[i, a]) <= thr}
+            expected = {a for a in cand if float(plan.distance[i, a]) < thr}
         got = {a for a in range(p) if bool(plan.keep[i, a])}
         assert got == expected, f"target {i}: kept {sorted(got)}, expected {sorted(expected)}"
 
@@ -354,7 +359,7 @@ def test_plan_threshold_counts_the_background_and_keeps_only_masked_patches(naiv
     share[0, 1] = share[1, 0] = share[2, 1] = True
     plan = plan_injection(features, subject, share)
     threshold = naive_otsu([float(d) for d in plan.distance[0]])
-    assert plan.keep[0].tolist() == [a == 5 and float(plan.distance[0, 5]) <= threshold for a in range(12)]
+    assert plan.keep[0].tolist() == [a == 5 and float(plan.distance[0, 5]) < threshold for a in range(12)]
     assert not bool(plan.keep[2].any())   # empty mask
     assert not bool(plan.keep[3].any())   # no source
     assert plan.keep[1].sum() >= 1        # all masked: Otsu keeps the low side
@@ -408,7 +413,7 @@ def random_plan(seed, n=4, p=10, keep_prob=0.5):
 
 @pytest.mark.parametrize("seed,alpha", [(70, 0.8), (71, 0.3), (72, 1.0)])
 def test_inject_matches_naive_loop(seed, alpha):
-    """Kept patches blend alpha*source + (1-alpha)*target, the others are untouched."""
+    """Kept patches blend alpha*source + (1-alpha)*target in turn, the others are untouched."""
     n, p, c = 4, 10, 6
     plan = random_plan(seed, n, p)
     out = torch.randn(n, p, c, generator=torch.Generator().manual_seed(seed + 100))
@@ -418,32 +423,41 @@ def test_inject_matches_naive_loop(seed, alpha):
     assert torch.equal(got[~plan.keep], out[~plan.keep])
 
 
-def test_inject_reads_sources_before_injection():
-    """A chain 0 <- 1 <- 2: image 0 takes image 1's ORIGINAL value, not its injected one."""
+def test_inject_takes_earlier_targets_as_already_injected():
+    """The reference injects target after target in place: in a chain 2 <- 1 <- 0, image 1
+    takes image 0's value, then image 2 takes image 1's *injected* value (reading every source
+    from before injection would give 2 the value 55)."""
     out = torch.tensor([[[0.0]], [[10.0]], [[100.0]]])  # (3, 1, 1)
-    keep = torch.tensor([[True], [True], [False]])
-    source = torch.tensor([[1], [2], [0]])
+    keep = torch.tensor([[False], [True], [True]])
+    source = torch.tensor([[1], [0], [1]])
     index = torch.zeros(3, 1, dtype=torch.long)
     plan = InjectionPlan(keep, source, index, torch.zeros(3, 1))
     got = inject(out, plan, 0.5)
-    expected = torch.tensor([[[5.0]], [[55.0]], [[100.0]]])
-    assert torch.equal(got, expected), got.flatten().tolist()
+    assert got.flatten().tolist() == [0.0, 5.0, 52.5]
 
 
-def test_inject_order_independent():
-    """Permuting the batch (and relabelling sources) permutes the result accordingly."""
+def test_inject_takes_later_targets_before_their_injection():
+    """A target reads an image after it in the batch as it was: 0 <- 1 <- 2 gives 0 image 1's
+    value from before 1 was injected."""
+    out = torch.tensor([[[0.0]], [[10.0]], [[100.0]]])
+    keep = torch.tensor([[True], [True], [False]])
+    source = torch.tensor([[1], [2], [0]])
+    plan = InjectionPlan(keep, source, torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, 1))
+    assert inject(out, plan, 0.5).flatten().tolist() == [5.0, 55.0, 100.0]
+
+
+def test_inject_from_first_equals_the_whole_batch_when_the_leading_rows_are_given_injected():
+    """Rows before ``first`` are taken as already injected (anchors from an anchor cache): the
+    later rows then come out as when the whole batch is injected."""
     n, p, c = 5, 8, 4
-    plan = random_plan(80, n, p, keep_prob=0.7)
-    out = torch.randn(n, p, c, generator=torch.Generator().manual_seed(81))
-    perm = torch.tensor([3, 0, 4, 1, 2])           # new position k holds old image perm[k]
-    inverse = torch.argsort(perm)                  # old image j sits at new position inverse[j]
-    permuted_plan = InjectionPlan(
-        plan.keep[perm], inverse[plan.source[perm]], plan.index[perm], plan.distance[perm]
-    )
-    base = inject(out, plan, 0.6)
-    moved = inject(out[perm], permuted_plan, 0.6)
-    torch.testing.assert_close(moved, base[perm], rtol=0, atol=0)
-    torch.testing.assert_close(base.double(), naive_inject(out, plan, 0.6), rtol=1e-6, atol=1e-6)
+    plan = random_plan(82, n, p, keep_prob=0.7)
+    out = torch.randn(n, p, c, generator=torch.Generator().manual_seed(83))
+    whole = inject(out, plan, 0.6)
+    given = torch.cat([whole[:2], out[2:]])
+    part = inject(given, plan, 0.6, first=2)
+    assert torch.equal(part[:2], whole[:2]) and torch.equal(part[2:], whole[2:])
+    torch.testing.assert_close(part.double(), naive_inject(given, plan, 0.6, first=2), rtol=1e-6, atol=1e-6)
+    assert not torch.equal(inject(out, plan, 0.6, first=2)[2:], whole[2:])  # un-injected leading rows differ
 
 
 def test_inject_alpha_zero_returns_input():

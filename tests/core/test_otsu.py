@@ -118,3 +118,64 @@ def test_bimodal_mask_equals_high_component_up_to_split_bin():
             leaked = x[r][mask[r] & ~truth[r]]
             assert leaked.numel() <= 3
             assert ((leaked > t[r]) & (leaked <= t[r] + bin_width / 2 + 1e-6)).all()
+
+
+# ----------------------------------------------------------------------------------------
+# the reference's arithmetic (scikit-image's threshold_otsu on float32, NumPy 1.x histogram)
+# ----------------------------------------------------------------------------------------
+
+def reference_otsu(row) -> float:
+    """Otsu with NumPy as the reference computes it, written independently of the torch code:
+    bin edges from a float64 linspace rounded to float32, membership by np.histogram on those
+    edges, float32 counts and centres, float32 running sums (np.cumsum adds in order)."""
+    import numpy as np
+    x = np.asarray(row, dtype=np.float32)
+    lo, hi = x.min(), x.max()
+    if lo == hi:
+        return float(lo)
+    edges = np.linspace(np.float64(lo), np.float64(hi), 257).astype(np.float32)
+    counts = np.histogram(x, bins=edges)[0].astype(np.float32)
+    centres = (edges[:-1] + edges[1:]) / np.float32(2)
+    w1, w2 = np.cumsum(counts), np.cumsum(counts[::-1])[::-1]
+    m1 = np.cumsum(counts * centres) / w1
+    m2 = (np.cumsum((counts * centres)[::-1]) / w2[::-1])[::-1]
+    between = w1[:-1] * w2[1:] * (m1[:-1] - m2[1:]) ** 2
+    return float(centres[np.argmax(between)])
+
+
+def test_thresholds_equal_the_references_arithmetic_bit_for_bit():
+    """Random maps of every shape the method thresholds (bilinear upsamplings of small maps,
+    softmax-like, uniform): the float32 threshold is the reference's to the last bit (a
+    float64 or pairwise summation differs in the last bit of the bin centre on ~40%)."""
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(21)
+    rows = []
+    for side in (4, 8, 16, 32):
+        for _ in range(25):
+            small = torch.rand(1, 1, side, side, generator=g) ** 3
+            rows.append(F.interpolate(small, size=(2 * side, 2 * side), mode="bilinear").flatten())
+    rows += [torch.softmax(torch.randn(300, generator=g) * 4, 0) for _ in range(20)]
+    rows += [torch.rand(9, generator=g) for _ in range(20)]
+    for row in rows:
+        got = float(otsu_threshold(row[None])[0])
+        assert got == reference_otsu(row.numpy()), (row.numel(), got, reference_otsu(row.numpy()))
+
+
+def test_a_value_on_a_bin_edge_belongs_to_the_bin_above():
+    """0.6 lies on an edge of the 256 bins over [0.2, 1.0] (within float32 rounding): NumPy puts
+    it in the bin above, which moves the threshold up by a bin (scikit-image: 0.6015625)."""
+    row = torch.tensor([[0.8000001311302185, 1.0, 0.2000001072883606, 0.800000011920929, 0.6000000238418579,
+                         1.0, 0.8000001311302185, 0.6000000238418579]])
+    assert float(otsu_threshold(row)[0]) == 0.6015625 == reference_otsu(row[0].numpy())
+
+
+def test_a_near_tie_is_decided_as_the_reference_decides_it():
+    """A subject-word map from a 20-step run whose two best bins' between-class variances are
+    7.5e-7 apart: the threshold is scikit-image's (recorded with the map), so the mask has the
+    reference's 14 patches that another summation order flips."""
+    from pathlib import Path
+    from safetensors.torch import load_file
+    data = load_file(str(Path(__file__).resolve().parents[1] / "fixtures" / "otsu_near_tie.safetensors"))
+    row, expected = data["near_tie"], float(data["near_tie_threshold"][0])
+    assert float(otsu_threshold(row[None])[0]) == expected == reference_otsu(row.numpy())
+    assert int(otsu_mask(row[None]).sum()) == int((row > expected).sum())

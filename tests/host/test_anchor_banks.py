@@ -207,7 +207,7 @@ def test_a_bank_refuses_other_blend_or_injection_settings(host, latents, outputs
     host.run(make_subject_graph(ANCHORS, anchors=2, prefix="method", **full))
     name = "output/method_00001.safetensors"
     _reuse_error(host, reuse_subject_graph(NEW[:1], name, steps=STEPS, inject="fast"),
-                 r"made with ConsiStory Query Blend end_percent 0\.1, end_strength 0\.82, start_strength 0\.9; "
+                 r"made with ConsiStory Query Blend end_percent 0\.1, end_strength 0\.81836735, start_strength 0\.9; "
                  r"this run has it not used")
     _reuse_error(host, reuse_subject_graph(NEW[:1], name, **dict(full, alpha=0.5)),
                  r"ConsiStory Feature Injection alpha 0\.8, .*mode one pass.*; this run has it alpha 0\.5")

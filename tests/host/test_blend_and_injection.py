@@ -105,3 +105,36 @@ def test_injection_before_query_blend_gives_what_the_usual_order_gives(host, lat
     g["sampler"]["inputs"]["model"] = ["blend", 0]
     host.run(g)
     assert torch.equal(latents["story"], usual)
+
+
+@pytest.mark.parametrize("inject", ["fast", "exact"])
+def test_freeu_before_or_after_sdsa_gives_the_same_images(host, latents, inject):
+    """The DIFT features are read as output block 3 takes them in, after FreeU scaled half of
+    their channels in place there (as the reference reads them), whether ConsiStory FreeU's
+    patch runs before the pack's feature capture (FreeU wired before SDSA, as in the paper
+    workflow) or after it (wired between Query Blend and Feature Injection). FreeU changes the
+    images."""
+    g = story_graph(steps=STEPS, anchors=2, blend=True, blend_end=0.35, inject=inject)
+    host.run(g)
+    plain = latents["story"].clone()
+    freeu = {"class_type": "ConsiStoryFreeU", "inputs": {"model": ["ckpt", 0], "b1": 1.1, "b2": 1.2, "s1": 0.6,
+                                                         "s2": 0.4}}
+
+    def rewired(graph, **models):
+        return {**graph, **{name: {**graph[name], "inputs": {**graph[name]["inputs"], "model": model}}
+                            for name, model in models.items()}}
+
+    host.run(rewired({**g, "freeu": freeu}, sdsa=["freeu", 0]))
+    before = latents["story"].clone()
+    after = {**g, "freeu": {**freeu, "inputs": {**freeu["inputs"], "model": ["blend", 0]}}}
+    host.run(rewired(after, inject=["freeu", 0], **({"pass1": ["freeu", 0]} if inject == "exact" else {})))
+    assert torch.equal(latents["story"], before)
+    assert not torch.allclose(before, plain)
+
+
+def test_consistory_freeu_refuses_a_model_without_up_blocks_by_name(host):
+    class Transformer:  # what a DiT's patcher holds: no UNet levels
+        class model:
+            diffusion_model = object()
+    with pytest.raises(ValueError, match="ConsiStory FreeU: FreeU acts on a UNet's up blocks"):
+        host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryFreeU"]().patch(Transformer, 1.1, 1.2, 0.6, 0.4)

@@ -112,7 +112,7 @@ def test_windows_follow_the_schedule_of_the_sampling_node_in_front(host, node, i
     schedule = model.object_patches["model_sampling"]
     _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "a photo of")
     (patched,) = nodes["ConsiStorySDSA"]().patch(model, story, 0.5, 0, 0, 0.2, 0.6, "output (paper)")
-    (blended,) = nodes["ConsiStoryQueryBlend"]().patch(patched, 0.9, 0.82, 0.1)
+    (blended,) = nodes["ConsiStoryQueryBlend"]().patch(patched, 0.9, 0.81836735, 0.1)
     run = pack_module(nodes, "consistory_patches.story").story_of(blended, "test")
     window = run.run.window
     assert (window.sigma_start, window.sigma_end) == (schedule.percent_to_sigma(0.2), schedule.percent_to_sigma(0.6))

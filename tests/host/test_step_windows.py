@@ -103,3 +103,31 @@ def test_dpm_adaptive_going_back_up_after_a_rejected_step_stays_in_its_run(host)
     sigmas = [s for s, _ in sampler]
     assert any(b > a for a, b in zip(sigmas, sigmas[1:])), "no step was rejected: the test shows nothing"
     assert len({run for _, run in sampler}) == 1
+
+
+@pytest.mark.parametrize("n", [19, 30])
+def test_a_leading_schedule_that_starts_below_the_top_gets_the_papers_steps(host, n):
+    """diffusers' "leading" DDIM spacing (the reference implementation's scheduler) given as
+    custom sigmas: at 19 and 30 steps its first sigma lies below the host's percent_to_sigma(1/n),
+    yet it is a whole schedule ending at 0, so blending and injection run on the reference's
+    steps (at 30: blend 1-3, injection 3-10) and not on sigma thresholds (blend 1, injection 2-8)."""
+    from consistory_testing.probes import StepProbe
+    if host_name() == "2024":
+        pytest.skip("the 2024 host does not pass the schedule to the model: windows are sigma thresholds there")
+    g = story_graph(["in a park", "on a beach", "in a kitchen"], anchors=2, steps=n, width=64, height=64,
+                    blend=True, inject="fast")
+    g["probe"] = {"class_type": "ConsiStoryStepProbe", "inputs": {"model": ["inject", 0]}}
+    g["schedule"] = {"class_type": "ConsiStoryLeadingSigmas", "inputs": {"model": ["probe", 0], "steps": n}}
+    g["euler"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+    inputs = g["sampler"]["inputs"]
+    g["sampler"] = {"class_type": "SamplerCustom", "inputs": {
+        "model": ["probe", 0], "add_noise": True, "noise_seed": 1, "cfg": inputs["cfg"], "positive": inputs["positive"],
+        "negative": inputs["negative"], "sampler": ["euler", 0], "sigmas": ["schedule", 0],
+        "latent_image": inputs["latent_image"]}}
+    StepProbe.calls.clear()
+    host.run(g)
+    sigmas = sorted({s for s, kind, *_ in StepProbe.calls if kind == "SAMPLER"}, reverse=True)
+    assert len(sigmas) == n
+    blend = {sigmas.index(s) for s, kind, *_ in StepProbe.calls if kind == "VANILLA"}
+    inject = {sigmas.index(s) for s, kind, on, *_ in StepProbe.calls if kind == "SAMPLER" and on}
+    assert (sorted(blend), sorted(inject)) == (sorted(paper_steps(n)[0]), sorted(paper_steps(n)[1]))

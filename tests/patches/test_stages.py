@@ -194,8 +194,11 @@ def test_the_recorder_keeps_the_first_k_rows_of_every_chunk_once_per_evaluation(
     assert stage.inputs == [] and stage.sigmas == []
 
 
-def test_dift_features_are_copies_that_a_later_in_place_patch_cannot_change():
-    """FreeU's output block patch scales half of h's channels in place after ours has run."""
+def test_dift_features_are_h_after_the_blocks_in_place_patches_as_the_reference_reads_them():
+    """FreeU's output block patch scales half of h's channels in place after ours has run (in
+    the reference the stored features are a view that FreeU scales): the features are h as the
+    DIFT block takes it in, that scaling included; what happens to h after the host has moved
+    on to the next block is not in them."""
     dift_capture = runtime("consistory_patches.dift_capture")
     subject = values.StorySubject(prompts=("a", "b"), subjects=(("x", ("x",)),), positions=(((1,),),) * 2,
                                   word_subject=(0,), token_length=77)
@@ -204,16 +207,22 @@ def test_dift_features_are_copies_that_a_later_in_place_patch_cannot_change():
     extra = {"block": ("output", 3), "original_shape": [4, 4, 8, 8], "cond_or_uncond": [1, 0],
              "sigmas": torch.full((4,), 1.2)}
     h = torch.randn(4, 6, 4, 4)
-    before = h[2:].clone()
     capture.capture(h, None, extra)
-    dift = {**extra, passes.PASS_KEY: passes.Pass(passes.PassKind.DIFT, noise_seed=0), "cond_or_uncond": [0]}
+    h[:, :3] *= 1.2  # FreeU's patch of the same block, after ours
+    expected = h[2:].clone()
+    capture.capture(torch.randn(4, 6, 8, 8), None, {**extra, "block": ("output", 4)})  # the host moved on
+    h *= 3
+    assert torch.equal(capture.recorded_features()[1], expected)
+
+    dift = {**extra, passes.PASS_KEY: passes.Pass(passes.PassKind.DIFT, noise_seed=0), "cond_or_uncond": [0],
+            "original_shape": [2, 4, 8, 8]}
     h_dift = torch.randn(2, 6, 4, 4)
-    dift_before = h_dift.clone()
-    capture.capture(h_dift, None, {**dift, "original_shape": [2, 4, 8, 8]})
-    h[:, :3] *= 1.5  # what FreeU does next
-    h_dift[:, :3] *= 1.5
-    assert torch.equal(capture.recorded_features()[1], before)
-    assert torch.equal(capture.pass_features, dift_before)
+    capture.capture(h_dift, None, dift)
+    h_dift[:, :3] *= 1.2
+    expected = h_dift.clone()
+    capture.settle()  # what the one-pass stage does after the DIFT call
+    h_dift *= 3
+    assert torch.equal(capture.pass_features, expected)
 
 
 def test_a_second_sampling_with_the_same_schedule_tensor_is_a_new_run():
@@ -222,8 +231,7 @@ def test_a_second_sampling_with_the_same_schedule_tensor_is_a_new_run():
     steps is a new run: the clock restarts and the masks start afresh."""
     subject = runtime("consistory_patches.values").StorySubject(("a", "b"), (("cat", ("cat",)),),
                                                                (((1,),), ((1,),)), (0,), 77)
-    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool), WHOLE,
-                             model_sampling=Sampling())
+    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool), WHOLE)
     schedule = torch.tensor([10.0, 6.0, 3.0, 0.0])
     for sampling in range(2):
         run.follow(schedule)
@@ -235,3 +243,52 @@ def test_a_second_sampling_with_the_same_schedule_tensor_is_a_new_run():
     run.sync(torch.full((2,), 3.0))
     run.sync(torch.full((2,), 6.0))
     assert run.runs == 2
+
+
+def test_query_blend_strengths_by_default_are_the_references():
+    """At 50 steps the reference blends with linspace(0.9, 0.1, 50)[step] at steps 1-5 (its
+    linspace(0.9, 0.81836735, 6)); the defaults give those strengths (0.82 would end 1.6e-3 off)."""
+    import numpy as np
+
+    class At:
+        def __init__(self):
+            self.step = 0
+
+        def position(self):
+            return self.step, 50
+
+    run = At()
+    blend = blend_pass.QueryBlendPass(run, settings.BlendSettings(), Sampling())
+    reference = np.linspace(0.9, 0.1, 50)
+    for step in range(1, 6):
+        run.step = step
+        assert abs(blend.strength(0.0) - reference[step]) < 1e-7, step
+
+
+def test_a_split_schedules_parts_are_joined_and_a_tail_alone_is_a_whole_schedule():
+    """A KSamplerAdvanced split: the first part (not ending at 0) has no known length; the
+    second, which starts where it stopped, is counted in the two parts joined (steps 2-3 of
+    4). The same tail sampled on its own (a denoise below 1, a leading DDIM schedule) is a
+    whole schedule of its own (steps 0-1 of 2), and starts a new run."""
+    subject = runtime("consistory_patches.values").StorySubject(("a", "b"), (("cat", ("cat",)),),
+                                                               (((1,),), ((1,),)), (0,), 77)
+    run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool), WHOLE)
+    first, second = torch.tensor([10.0, 6.0, 3.0]), torch.tensor([3.0, 1.0, 0.0])
+    run.follow(first)
+    for sigma in first[:-1]:
+        run.sync(torch.full((2,), float(sigma)))
+        assert run.position() is None
+    runs = run.runs
+    run.follow(second)
+    seen = []
+    for sigma in second[:-1]:
+        run.sync(torch.full((2,), float(sigma)))
+        seen.append(run.position())
+    assert seen == [(2, 4), (3, 4)] and run.runs == runs
+    assert torch.equal(run.schedule, torch.tensor([10.0, 6.0, 3.0, 1.0, 0.0]))
+    run.follow(second.clone())  # the tail again, on its own
+    seen = []
+    for sigma in second[:-1]:
+        run.sync(torch.full((2,), float(sigma)))
+        seen.append(run.position())
+    assert seen == [(0, 2), (1, 2)] and run.runs == runs + 1
