@@ -56,9 +56,12 @@ class SharedKeys:
         """True when no image sees anything but itself (plain self-attention)."""
         return not bool(self.allowed.any())
 
-    def bias(self, dtype: torch.dtype, device: torch.device, own_keys: int | None = None) -> torch.Tensor:
-        """Additive mask (N, 1, 1, P+T): 0 where visible, -inf where hidden; ``own_keys``:
-        how many keys an image has of its own where not P (a DiT's joint sequence)."""
+    def bias(self, dtype: torch.dtype, device: torch.device, own_keys: int | None = None,
+             first: int = 0, last: int | None = None) -> torch.Tensor:
+        """Additive mask (last - first, 1, 1, own + T_last) of the images first .. last - 1
+        (default: all): 0 where visible, -inf where hidden, over their own keys and the pool
+        entries of the images before ``last``; ``own_keys``: how many keys an image has of its
+        own where not P (a DiT's joint sequence)."""
         key = (dtype, device, own_keys)
         if key not in self._bias:
             own = torch.ones(self.images, own_keys or self.tokens, dtype=torch.bool, device=device)
@@ -66,7 +69,9 @@ class SharedKeys:
             bias = torch.zeros(visible.shape, dtype=dtype, device=device)
             bias.masked_fill_(~visible, float("-inf"))
             self._bias[key] = bias[:, None, None, :]
-        return self._bias[key]
+        last = self.images if last is None else last
+        bias = self._bias[key][first:last]
+        return bias if last == self.images else bias[..., :(own_keys or self.tokens) + self.entries_before(last)]
 
 
 def plan_shared_keys(subject: torch.Tensor, share: torch.Tensor) -> SharedKeys:
@@ -86,11 +91,14 @@ def plan_shared_keys(subject: torch.Tensor, share: torch.Tensor) -> SharedKeys:
 
 def gather_pool(x: torch.Tensor, plan: SharedKeys, first: int = 0,
                 cached: torch.Tensor | None = None) -> torch.Tensor:
-    """The pool's entries (heads, T, d). x (N - first, heads, P, d): the chunk's images from
-    ``first`` on; cached (heads, T_first, d): the entries of the images before ``first``,
-    kept from an earlier call (reused anchors, §4.4); None when first is 0."""
+    """The pool's entries of the images before ``first + n`` (heads, T, d). x (n, heads, P, d):
+    the chunk's images first .. first + n - 1 (all of them, or the anchors alone when an
+    anchor cache records them); cached (heads, T_first, d): the entries of the images before
+    ``first``, kept from an earlier call (reused anchors, §4.4); None when first is 0."""
     n, h, p, d = x.shape
     index = plan.flat_index.to(x.device)
+    if first + n < plan.images:
+        index = index[:plan.entries_before(first + n)]
     if first:
         index = index[plan.entries_before(first):] - first * p
     present = x.transpose(0, 1).reshape(h, n * p, d).index_select(1, index)
@@ -99,8 +107,8 @@ def gather_pool(x: torch.Tensor, plan: SharedKeys, first: int = 0,
 
 def shared_self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SharedKeys,
                           first: int = 0, cached: tuple | None = None) -> torch.Tensor:
-    """q, k, v (N - first, heads, P, d) of one CFG chunk's images from ``first`` on -> out
-    (N - first, heads, P, d); cached: the pool keys and values of the images before ``first``
+    """q, k, v (n, heads, P, d) of one CFG chunk's images first .. first + n - 1 -> out (n,
+    heads, P, d); cached: the pool keys and values of the images before ``first``
     ((heads, T_first, d) each), see ``gather_pool``."""
     n = q.shape[0]
     if plan.flat_index.numel() == 0:
@@ -108,14 +116,16 @@ def shared_self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pla
     ck, cv = cached or (None, None)
     k_ext = torch.cat([k, gather_pool(k, plan, first, ck).unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
     v_ext = torch.cat([v, gather_pool(v, plan, first, cv).unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
-    return F.scaled_dot_product_attention(q, k_ext, v_ext, attn_mask=plan.bias(q.dtype, q.device)[first:])
+    return F.scaled_dot_product_attention(q, k_ext, v_ext, attn_mask=plan.bias(q.dtype, q.device, None, first,
+                                                                                first + n))
 
 
 def image_keys(k: torch.Tensor, plan: SharedKeys, image: int, first: int = 0,
                cached: torch.Tensor | None = None) -> torch.Tensor:
     """The exact keys (or values) image ``image`` sees: (heads, P + T_i, d), no mask needed;
-    k (N - first, heads, P, d) and cached as in ``gather_pool``."""
-    pool = gather_pool(k, plan, first, cached)[:, plan.allowed[image].to(k.device)]
+    k (n, heads, P, d) and cached as in ``gather_pool``."""
+    pool = gather_pool(k, plan, first, cached)
+    pool = pool[:, plan.allowed[image, :pool.shape[1]].to(k.device)]
     return torch.cat([k[image - first], pool], dim=1)
 
 
@@ -143,7 +153,7 @@ def shared_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pl
         pool_k = reposition(pool_k)
     k_ext = torch.cat([k, pool_k.unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
     v_ext = torch.cat([v, pool_v.unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
-    bias = plan.bias(q.dtype, q.device, own_keys=k.shape[2])[first:]
+    bias = plan.bias(q.dtype, q.device, k.shape[2], first, first + n)
     out_text = F.scaled_dot_product_attention(q[:, :, :text], k, v)
     out_image = F.scaled_dot_product_attention(q[:, :, text:], k_ext, v_ext, attn_mask=bias)
     return torch.cat([out_text, out_image], dim=2)

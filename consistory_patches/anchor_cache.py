@@ -9,11 +9,12 @@ A new image depends on its anchors only through, per model evaluation:
   - "inject": their injected attention outputs at their subject patches, which injection
     pulls from,
   - "x0": their denoised estimate (the next DIFT pass re-noises it).
-None of these depends on the new images (anchors see only anchors), so a run that replays
-the anchors records them (``AnchorRows.recording``) and later runs with the same settings
-take them from here and run the UNet on the new images only. A call whose entries are not
-all kept (the first run, an interrupted one, a CFG chunk not recorded yet) replays the
-anchors as before and records: the result is the same either way.
+None of these depends on the new images (anchors see only anchors). So where an evaluation
+is not kept yet, the replay stage first runs the UNet on the anchors alone, only to keep
+their parts (``AnchorRows.recording``: nothing of that call reaches the run), then on the
+new images with those parts, as every later run does: the new images are computed the
+same way, to the bit, whether the cache was filled by this run, an earlier one, another
+process or a file, and whichever new images the first run had beside them.
 
 The cache belongs to one Use Anchors node's model; it is emptied when the method
 settings, the UNet's weights (a sample of every tensor) or the model's patches change.
@@ -38,9 +39,10 @@ FILE_FORMAT = "consistory.anchor_cache.2"
 
 @dataclass(frozen=True)
 class AnchorRows:
-    """One UNet call's access to the cache. recording: the anchors are the first
-    ``anchors`` rows of each chunk (their parts are kept); else they are not in the batch
-    (their parts are given). Keys: (evaluation, pass kind, context length) of the call."""
+    """One UNet call's access to the cache. recording: the call holds the anchors alone (the
+    first ``anchors`` images of the story, in each chunk) and runs only to keep their parts;
+    else it holds the new images and the anchors' parts are given. Keys: (evaluation, pass
+    kind, context length) of the call."""
     cache: "AnchorCache"
     evaluation: int
     kind: str
@@ -53,6 +55,10 @@ class AnchorRows:
         """How many leading images of the story are not rows of this call."""
         return 0 if self.recording else self.anchors
 
+    def images(self, story_images: int) -> slice:
+        """The story's images (of ``story_images``) that are rows of this call."""
+        return slice(0, self.anchors) if self.recording else slice(self.anchors, story_images)
+
     def _key(self, part: str, layer, chunk: int) -> tuple:
         return self.evaluation, self.kind, self.context, chunk, part, layer
 
@@ -64,9 +70,9 @@ class AnchorRows:
 
     def rows(self, part: str, layer, chunk: int, x: torch.Tensor) -> torch.Tensor:
         """x (rows of one chunk as this call has them, ...) -> the rows of every image of
-        the story: recording, x itself (its anchors' rows kept); else the kept rows, then x."""
+        the story, kept anchors first (playing); recording, x (the anchors' rows) is kept."""
         if self.recording:
-            self.keep(part, layer, chunk, x[:self.anchors])
+            self.keep(part, layer, chunk, x)
             return x
         return torch.cat([self.take(part, layer, chunk, x), x])
 
@@ -82,7 +88,7 @@ class AnchorCache:
         self.identity = None
         self.entries: dict = {}
         self.complete: set = set()  # (evaluation, pass kind, context length, chunk) fully kept
-        self.calls = {"played": 0, "recorded": 0}  # UNet calls without / with the anchors' rows
+        self.calls = {"played": 0, "recorded": 0}  # UNet calls on the new images / the anchors alone
 
     def __deepcopy__(self, memo):
         return self
@@ -94,17 +100,17 @@ class AnchorCache:
                 logging.info("ConsiStory Use Anchors: the model or settings changed; the anchor cache starts again")
             self.identity, self.entries, self.complete = identity, {}, set()
 
-    def slot(self, evaluation: int, kind: str, context: int, chunks, needs: str | None = None) -> AnchorRows:
-        """The access of a call at ``evaluation`` with the CFG chunks ``chunks``; it plays
-        from the cache where every chunk's entries of the ``needs`` pass kind (default: its
-        own) are kept. A vanilla pass needs nothing itself, but its sampler pass must play too."""
-        needs = needs or kind
-        playing = all((evaluation, needs, context, c) in self.complete for c in chunks)
-        self.calls["played" if playing else "recorded"] += 1
-        return AnchorRows(self, evaluation, kind, context, self.anchors, recording=not playing)
+    def kept(self, evaluation: int, kind: str, context: int, chunks) -> bool:
+        """Every chunk's parts of that evaluation and pass kind are kept."""
+        return all((evaluation, kind, context, c) in self.complete for c in chunks)
+
+    def slot(self, evaluation: int, kind: str, context: int, recording: bool) -> AnchorRows:
+        """The access of a call at ``evaluation``: recording (the anchors alone) or playing."""
+        self.calls["recorded" if recording else "played"] += 1
+        return AnchorRows(self, evaluation, kind, context, self.anchors, recording)
 
     def done(self, rows: AnchorRows, chunks) -> None:
-        """A recording call finished: its chunks' entries are all kept."""
+        """A recording call finished: its chunks' parts are all kept."""
         for c in chunks:
             self.complete.add((rows.evaluation, rows.kind, rows.context, c))
 

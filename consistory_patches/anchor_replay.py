@@ -4,9 +4,10 @@ Every UNet call gets the anchors' rows put in front of each chunk: their input l
 the call's sigma from the bank (for a DIFT pass: their last clean-image estimate re-noised
 with the pass's seed, as one batch would), their conditioning, zero ControlNet residuals.
 The output drops those rows again. So the new images attend to [self ; anchors] exactly as
-in one batch with the anchors. With an anchor cache (consistory_patches.anchor_cache) a call
-whose evaluation is kept runs on the new images only: the patches take the anchors' parts
-from the cache; the other calls replay the anchors as above and fill it.
+in one batch with the anchors. With an anchor cache (consistory_patches.anchor_cache) every
+call runs on the new images only and the patches take the anchors' parts from the cache;
+where an evaluation is not kept yet, a call on the anchors alone (their inputs and
+conditioning as above) keeps them first.
 """
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ class AnchorReplay:
         self._index = None   # the place in ``_order`` of the bank's evaluation the sampler is at
         self._seen = None    # (sigma, first new image's input) of that evaluation
         self._order = bank.evaluations(None)  # the bank's evaluations of the run's pass
+        self._anchor_queries: dict = {}  # the vanilla queries of the anchors alone (recording a Query Blend step)
 
     def follow_evaluations(self, sigma: float, new_input: torch.Tensor) -> int:
         """The bank's evaluation of this call. The sampler must make the bank's evaluations in
@@ -133,48 +135,77 @@ class AnchorReplay:
                 raise BankError(f"Use Anchors cannot replay the anchors with the conditioning {key!r}")
         context = c["c_crossattn"]
         length = math.lcm(context.shape[1], *[cd["context"].shape[1] for cd in conds])
-        cached = self._cache_access(evaluation, p, length, outer.order)
-        if cached is not None and cached.absent:  # the anchors' parts come from the cache
+        if self.cache is not None:  # the new images alone, the anchors' parts from the cache
+            played = self._played(call, args, c, evaluation, p, length, outer, conds)
             c["c_crossattn"] = _repeat_tokens(context, length)
-            return call(with_pass({**args, "c": c}, dataclasses.replace(p, anchor_rows=cached)))
+            return call(with_pass({**args, "c": c}, dataclasses.replace(p, anchor_rows=played)))
+        anchors_x = self._anchor_inputs(evaluation, p, x, sigma)
+        x_ext = inner.join(lambda i: anchors_x, x)
+        c = self._with_anchor_conditioning(c, inner, conds, length)
+        t_ext = args["timestep"][:1].expand(x_ext.shape[0]).contiguous()
+        out = call({**args, "input": x_ext, "timestep": t_ext, "c": c})
+        if p.is_sampler and inner.cond is not None:
+            self.last_x0 = (evaluation, out[inner.head(inner.cond, k)].detach())
+        return inner.drop_anchors(out)
+
+    def _anchor_inputs(self, evaluation: int, p, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The anchors' input latents (k, C, h, w) at this call's sigma: the bank's, or for a
+        DIFT pass their last clean-image estimate re-noised with the pass's seed."""
         if p.kind is PassKind.DIFT:
-            anchors_x = self._last_x0(evaluation) + sigma * image_noise(p.noise_seed, tuple(x.shape[1:]), k).to(x)
-        else:
-            anchors_x = bank.inputs[evaluation].to(x)
-        c["c_crossattn"] = inner.join(lambda i: _repeat_tokens(conds[i]["context"].to(context), length),
-                                      _repeat_tokens(context, length))
+            noise = image_noise(p.noise_seed, tuple(x.shape[1:]), self.bank.anchors).to(x)
+            return self._last_x0(evaluation) + sigma * noise
+        return self.bank.inputs[evaluation].to(x)
+
+    def _with_anchor_conditioning(self, c: dict, layout: Chunks, conds: list, length: int) -> dict:
+        """The call's conditioning with the anchors' in front of each chunk of ``layout`` (a
+        layout of the anchors alone keeps only theirs)."""
+        c = dict(c)
+        k = self.bank.anchors
+        join = layout.join
+        context = c["c_crossattn"]
+        c["c_crossattn"] = join(lambda i: _repeat_tokens(conds[i]["context"].to(context), length),
+                                _repeat_tokens(context, length))
         for key in ("y", "guidance"):  # pooled text; Flux.1 dev's guidance strength
             if torch.is_tensor(c.get(key)):
                 if any(key not in cd for cd in conds):
                     raise BankError(f"the bank has no {key!r} conditioning for its anchors but this model needs "
                                     "it: make the bank with this model")
-                c[key] = inner.join(lambda i, key=key: conds[i][key].to(c[key]), c[key])
+                c[key] = join(lambda i, key=key: conds[i][key].to(c[key]), c[key])
         if c.get("control") is not None:
             zeros = lambda t: (lambda i: torch.zeros_like(t[:1]).expand(k, *t.shape[1:]))
-            c["control"] = {part: [None if t is None else inner.join(zeros(t), t) for t in tensors]
+            c["control"] = {part: [None if t is None else join(zeros(t), t) for t in tensors]
                             for part, tensors in c["control"].items()}
-        x_ext = inner.join(lambda i: anchors_x, x)
-        t_ext = args["timestep"][:1].expand(x_ext.shape[0]).contiguous()
-        ext = {**args, "input": x_ext, "timestep": t_ext, "c": c}
-        out = call(ext if cached is None else with_pass(ext, dataclasses.replace(p, anchor_rows=cached)))
-        if p.is_sampler and inner.cond is not None:
-            self.last_x0 = (evaluation, out[inner.head(inner.cond, k)].detach())
-            if cached is not None:
-                cached.keep("x0", None, COND, self.last_x0[1])
-        if cached is not None:
-            self._recorded(cached, outer.order)
-        return inner.drop_anchors(out)
+        return c
 
-    def _cache_access(self, evaluation: int, p, length: int, chunks):
-        """The anchor cache's access for this call (None without a cache)."""
-        if self.cache is None:
-            return None
-        needs = PassKind.SAMPLER.value if p.kind is PassKind.VANILLA else None  # it plays iff its sampler pass does
-        return self.cache.slot(evaluation, p.kind.value, length, chunks, needs)
+    def _played(self, call, args, c: dict, evaluation: int, p, length: int, outer: Chunks, conds: list):
+        """The cache access of a call on the new images; where this evaluation's parts are not
+        all kept yet, a call on the anchors alone keeps them first (its output only gives the
+        anchors' denoised estimate). A vanilla (Query Blend) pass keeps nothing itself but is
+        recorded with its sampler pass, whose blended queries it gives."""
+        kind = p.kind.value
+        needs = PassKind.SAMPLER.value if p.kind is PassKind.VANILLA else kind
+        if not self.cache.kept(evaluation, needs, length, outer.order):
+            k = self.bank.anchors
+            alone = Chunks(outer.order, k, k)
+            x = args["input"]
+            anchors_x = self._anchor_inputs(evaluation, p, x, float(args["timestep"][0]))
+            x_alone = alone.join(lambda i: anchors_x, x)
+            recording = self.cache.slot(evaluation, kind, length, recording=True)
+            if p.kind is PassKind.VANILLA:
+                self._anchor_queries = {}
+            queries = self._anchor_queries if p.queries is not None else None
+            ext = {**args, "input": x_alone, "timestep": args["timestep"][:1].expand(x_alone.shape[0]).contiguous(),
+                   "c": self._with_anchor_conditioning(c, alone, conds, length)}
+            out = call(with_pass(ext, dataclasses.replace(p, anchor_rows=recording, queries=queries)))
+            if p.is_sampler and alone.cond is not None:
+                self.last_x0 = (evaluation, out[alone.rows(alone.cond)].detach())
+                recording.keep("x0", None, COND, self.last_x0[1])
+            self._recorded(recording, outer.order)
+        return self.cache.slot(evaluation, kind, length, recording=False)
 
     def _recorded(self, cached, chunks) -> None:
-        """A call that replayed the anchors kept their parts; at the bank's last evaluation
-        the cache is whole: its size is logged (and the file written, where asked)."""
+        """A call on the anchors alone kept their parts; at the bank's last evaluation the
+        cache is whole: its size is logged (and the file written, where asked)."""
         self.cache.done(cached, chunks)
         if cached.kind == PassKind.SAMPLER.value and cached.evaluation == self._order[-1]:
             logging.info(f"ConsiStory Use Anchors: anchor cache ready: {self.cache.summary()}")

@@ -54,7 +54,8 @@ class Chunks:
 
     def join(self, anchor_rows, x: torch.Tensor) -> torch.Tensor:
         """[anchor_rows(c) ; x's rows of chunk c] for every chunk: x (len * m, ...) laid out
-        without anchors -> (len * (k + m), ...); anchor_rows(c) gives (k, ...)."""
+        without anchors -> (len * (k + m), ...); anchor_rows(c) gives (k, ...). A layout of
+        the anchors alone (m = 0) takes nothing of x."""
         m = self.images - self.anchors
         return torch.cat([t for c in range(len(self)) for t in (anchor_rows(c), x[c * m:(c + 1) * m])])
 

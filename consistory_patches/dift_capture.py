@@ -68,10 +68,11 @@ class DiftCapture:
         p = pass_of(extra)
         cached = p.anchor_rows  # replayed anchors' features from an anchor cache
         if p.kind is PassKind.DIFT:
-            found = features()
-            self.pass_features = found if cached is None else cached.rows("features", None, COND, found)
-        elif p.kind is PassKind.SAMPLER and self.dift_sigma is not None and not (cached and cached.absent):
-            # (anchors from an anchor cache have no features here: such a run gives Collect Features none)
+            found = features() if cached is None else cached.rows("features", None, COND, features())
+            if cached is None or not cached.recording:  # (a call on the anchors alone only keeps theirs)
+                self.pass_features = found
+        elif p.kind is PassKind.SAMPLER and self.dift_sigma is not None and cached is None:
+            # (with an anchor cache the anchors have no features here: such a run gives Collect Features none)
             sigma = self.run.sync_patch(extra)
             if sigma >= self.dift_sigma:
                 self._above = (sigma, features())

@@ -77,9 +77,9 @@ class Injector:
     def injected(self, n: torch.Tensor, grid: tuple, layer: tuple, cached=None) -> torch.Tensor:
         """n (images of the call, P, C): the cond chunk's attention outputs at ``grid``, pulled
         toward their matches (as they are where the run has no features yet); cached: the
-        call's anchor cache access, or None. Recording, the anchors' injected outputs at their
-        subject patches (the only ones injection takes from them) are kept; playing, they are
-        put in front of the new images, which are injected after them."""
+        call's anchor cache access, or None. Recording (n: the anchors alone), their injected
+        outputs at their subject patches (the only ones injection takes from them) are kept;
+        playing (n: the new images), those are put in front, and the new images injected after."""
         plan = self.plan(grid)
         if plan is None:
             return n

@@ -47,8 +47,10 @@ class MaskRecorder:
         q = attn2.to_q(n[rows])
         k = self._text_keys(attn2, layer, context[rows])
         cached = pass_of(extra).anchor_rows  # replayed anchors' maps from an anchor cache
-        first = cached.absent if cached is not None else 0
-        maps = subject_token_maps(q, k, attn2.heads, self.token_weights_for(context.shape[1], q.device)[first:])
+        weights = self.token_weights_for(context.shape[1], q.device)
+        if cached is not None:
+            weights = weights[cached.images(weights.shape[0])]
+        maps = subject_token_maps(q, k, attn2.heads, weights)
         grid = token_grid(latent_hw, n.shape[1])
         low = (-(-latent_hw[0] // 4), -(-latent_hw[1] // 4))  # the recording grid
         if grid != low:
@@ -57,6 +59,8 @@ class MaskRecorder:
                 align_corners=False).flatten(2)
         if cached is not None:
             maps = cached.rows("maps", layer, COND, maps)
+            if cached.recording:  # the anchors alone: kept, not a step of the run
+                return n, context, value
         run.tracker.add(maps, low)
         return n, context, value
 

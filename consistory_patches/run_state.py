@@ -198,9 +198,12 @@ class StoryRun:
     # -- rows ---------------------------------------------------------------------------
     def patch_chunks(self, rows: int, extra: dict) -> Chunks:
         """The layout of a patch's call (``extra``: its transformer_options): replayed anchors
-        in front of each chunk, unless an anchor cache gives their parts instead."""
+        in front of each chunk, unless an anchor cache gives their parts instead (the call
+        holds the new images) or records them (the call holds the anchors alone)."""
         slot = pass_of(extra).anchor_rows
-        return self.chunks(rows, extra["cond_or_uncond"], outer=slot is not None and slot.absent > 0)
+        if slot is not None and slot.recording:
+            return Chunks(tuple(extra["cond_or_uncond"]), self.replayed, self.replayed)
+        return self.chunks(rows, extra["cond_or_uncond"], outer=slot is not None)
 
     def chunks(self, rows: int, order, outer: bool = False) -> Chunks:
         """The layout of a call with ``rows`` rows: inside the pack's wrapper (anchors

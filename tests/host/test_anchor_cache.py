@@ -1,6 +1,7 @@
-"""The anchor cache on the real host: the first reuse of a bank replays the anchors and keeps
-what they give the new images; later reuses with new prompts run the UNet on the new images
-only, and their images still equal one batch with the anchors."""
+"""The anchor cache on the real host: the first reuse of a bank runs the anchors alone and
+keeps what they give the new images, then the new images alone; later reuses with new
+prompts make only the second call. Their images equal one batch with the anchors, and a
+reuse gives the same latents, to the bit, whatever the cache held before."""
 import pytest
 import torch
 
@@ -42,11 +43,11 @@ def test_later_prompts_reuse_the_cache_and_equal_one_batch(host, latents, output
     assert_equal_to(latents["story"], expected[tuple(FIRST)])
     (cache,) = caches._CACHES.values()
     recorded = dict(cache.calls)
-    assert recorded["recorded"] > 0 and recorded["played"] == 0  # the first run computed the anchors
+    assert recorded["recorded"] > 0 and recorded["played"] == recorded["recorded"]  # anchors alone, then the new
     host.run(reuse_subject_graph(LATER, bank, anchor_cache=place, **kw))
     assert_equal_to(latents["story"], expected[tuple(LATER)])
-    assert cache.calls["recorded"] == recorded["recorded"]  # nothing computed again ...
-    assert cache.calls["played"] == recorded["recorded"]    # ... every call served from the cache
+    assert cache.calls["recorded"] == recorded["recorded"]    # nothing computed again ...
+    assert cache.calls["played"] == 2 * recorded["played"]    # ... every call served from the cache
     print(f"{method}, {place}: {cache.summary()}")
 
 
@@ -62,7 +63,7 @@ def test_the_cache_serves_every_deterministic_sampler_exactly(host, latents, out
     host.run(reuse_subject_graph(LATER, bank, **kw))
     assert_equal_to(latents["story"], expected)
     (cache,) = caches._CACHES.values()
-    assert cache.calls["played"] == cache.calls["recorded"] > 0
+    assert cache.calls["played"] == 2 * cache.calls["recorded"] > 0
 
 
 def test_patches_or_weights_added_after_use_anchors_are_not_served_stale(host, latents, outputs, caches):
@@ -137,3 +138,28 @@ def test_another_packs_attn1_replace_gets_the_cached_anchor_keys(host, latents, 
     (cache,) = caches._CACHES.values()
     assert cache.calls["played"] > 0
     assert_equal_to(played, reuse(LATER, "off"))
+
+
+METHODS = {"SDSA": {}, "SDSA+blend": dict(blend=True, blend_end=0.35), "SDSA+blend+injection": FULL}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_a_reuse_gives_the_same_latents_whatever_the_cache_held(host, latents, outputs, caches, method):
+    """One new prompt (where a batch of 1 and a batch of 3 round differently: recording beside
+    the anchors moved the latents by 0.0014 of ~400) reused: in the run that fills the cache,
+    again from it, after other prompts filled it (another chunk of a story, on this server),
+    and in a fresh process (another server): equal to the bit, so where a chunk of a story is
+    rendered does not show in its images."""
+    kw = dict(steps=STEPS, **METHODS[method])
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="same", **kw))
+    bank, one = "output/same_00001.safetensors", FIRST[:1]
+    host.run(reuse_subject_graph(one, bank, **kw))
+    recording = latents["story"].clone()
+    host.run(reuse_subject_graph(one, bank, **kw))
+    assert torch.equal(latents["story"], recording)              # played from the cache it filled
+    caches._CACHES.clear()
+    host.run(reuse_subject_graph(LATER, bank, **kw))             # other prompts fill it
+    host.run(reuse_subject_graph(one, bank, **kw))
+    assert torch.equal(latents["story"], recording)
+    fresh = run_fresh(reuse_subject_graph(one, bank, **kw), outputs)["story"]
+    assert torch.equal(fresh, recording)

@@ -10,12 +10,14 @@ AnchorCache = cache_module.AnchorCache
 
 
 def recorded_cache(place="cpu"):
-    """A cache whose evaluation 0 (sampler pass, context 77, cond and uncond chunks) is kept."""
+    """A cache whose evaluation 0 (sampler pass, context 77, cond and uncond chunks) is kept
+    by a call on the 2 anchors alone."""
     cache = AnchorCache(2, place)
     cache.use("settings-1")
-    rows = cache.slot(0, "sampler", 77, (1, 0))
-    assert rows.recording and rows.absent == 0
-    x = torch.arange(5 * 3, dtype=torch.float32).reshape(5, 3)  # 2 anchors + 3 new images
+    assert not cache.kept(0, "sampler", 77, (1, 0))
+    rows = cache.slot(0, "sampler", 77, recording=True)
+    assert rows.recording and rows.absent == 0 and rows.images(5) == slice(0, 2)
+    x = torch.arange(2 * 3, dtype=torch.float32).reshape(2, 3)  # the anchors' rows
     assert rows.rows("maps", ("output", 1, 0), 0, x) is x
     rows.keep("k", ("output", 1, 0), 1, torch.ones(1, 4, 2))
     cache.done(rows, (1, 0))
@@ -24,25 +26,26 @@ def recorded_cache(place="cpu"):
 
 def test_a_recorded_evaluation_plays_its_anchors_rows_back_in_front():
     cache, x = recorded_cache()
-    rows = cache.slot(0, "sampler", 77, (0,))
-    assert not rows.recording and rows.absent == 2
-    new = x[2:] + 100
-    torch.testing.assert_close(rows.rows("maps", ("output", 1, 0), 0, new), torch.cat([x[:2], new]), rtol=0, atol=0)
+    assert cache.kept(0, "sampler", 77, (0,)) and cache.kept(0, "sampler", 77, (1, 0))
+    rows = cache.slot(0, "sampler", 77, recording=False)
+    assert not rows.recording and rows.absent == 2 and rows.images(5) == slice(2, 5)
+    new = torch.randn(3, 3)
+    torch.testing.assert_close(rows.rows("maps", ("output", 1, 0), 0, new), torch.cat([x, new]), rtol=0, atol=0)
     assert cache.calls == {"recorded": 1, "played": 1}
 
 
-def test_calls_not_kept_yet_record():
+def test_what_is_not_kept_yet():
     cache, _ = recorded_cache()
-    assert cache.slot(1, "sampler", 77, (0,)).recording           # another evaluation
-    assert cache.slot(0, "sampler", 154, (0,)).recording          # other prompts' token length
-    assert cache.slot(0, "dift", 77, (0,)).recording              # the DIFT pass is its own
-    assert not cache.slot(0, "vanilla", 77, (1, 0), needs="sampler").recording  # plays with its sampler pass
+    assert not cache.kept(1, "sampler", 77, (0,))           # another evaluation
+    assert not cache.kept(0, "sampler", 154, (0,))          # other prompts' token length
+    assert not cache.kept(0, "dift", 77, (0,))              # the DIFT pass is its own
+    assert not cache.kept(0, "sampler", 77, (2,))           # a chunk not recorded
 
 
 def test_other_settings_empty_the_cache():
     cache, _ = recorded_cache()
     cache.use("settings-2")
-    assert cache.entries == {} and cache.slot(0, "sampler", 77, (0,)).recording
+    assert cache.entries == {} and not cache.kept(0, "sampler", 77, (0,))
 
 
 def test_the_file_round_trip_keeps_entries_for_the_same_identity_only(tmp_path):
@@ -55,7 +58,7 @@ def test_the_file_round_trip_keeps_entries_for_the_same_identity_only(tmp_path):
     assert set(other.entries) == set(cache.entries) and other.complete == cache.complete
     for key, value in cache.entries.items():
         torch.testing.assert_close(other.entries[key], value, rtol=0, atol=0)
-    assert not other.slot(0, "sampler", 77, (1, 0)).recording
+    assert other.kept(0, "sampler", 77, (1, 0))
 
 
 def test_a_broken_cache_file_is_recomputed_not_fatal(tmp_path):

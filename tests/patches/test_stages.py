@@ -105,10 +105,11 @@ def small_bank(k=2, steps=3, length=77):
                                 torch.randn(steps, k, 4, 2, 2, generator=g), cond, description)
 
 
-def test_replay_with_a_cache_runs_later_runs_on_the_new_images_only():
-    """The first run records (anchors in front, the call's pass carries a recording access);
-    a later run of the same bank evaluations plays: the UNet sees the new images only, their
-    context still repeated to the anchors' common length, the access in the call's pass."""
+def test_replay_with_a_cache_runs_the_new_images_alone_and_records_the_anchors_alone_first():
+    """An evaluation not kept yet: a call on the anchors alone (their inputs and conditioning
+    per chunk, a recording access) keeps their parts, then the new images run alone with a
+    playing access, as in every later run: later runs make only that second call. The new
+    images' output is the second call's."""
     bank = small_bank()
     cache = anchor_cache.AnchorCache(bank.anchors)
     cache.use("same settings")  # start_run sets it from the story; no story in these fake calls
@@ -117,9 +118,15 @@ def test_replay_with_a_cache_runs_later_runs_on_the_new_images_only():
     context, y = torch.randn(6, 154, 3), torch.randn(6, 5)
     log = []
     for sigma in (9.0, 5.0, 1.0):
-        stage(logging_unet(log), args_for(x, sigma, [1, 0], c_crossattn=context, y=y))
-    assert [seen["input"].shape[0] for _, seen in log] == [10, 10, 10]
-    assert all(passes.pass_of(seen["c"]["transformer_options"]).anchor_rows.recording for _, seen in log)
+        out = stage(logging_unet(log), args_for(x, sigma, [1, 0], c_crossattn=context, y=y))
+        assert torch.equal(out, x * 2)
+    assert [seen["input"].shape[0] for _, seen in log] == [4, 6] * 3
+    accesses = [passes.pass_of(seen["c"]["transformer_options"]).anchor_rows for _, seen in log]
+    assert [a.recording for a in accesses] == [True, False] * 3
+    alone = log[0][1]
+    assert torch.equal(alone["input"], torch.cat([bank.inputs[0]] * 2))  # uncond, cond: the anchors' inputs
+    assert torch.equal(alone["c"]["c_crossattn"][:2], bank.conditioning["uncond"]["context"].repeat(1, 2, 1))
+    assert torch.equal(alone["c"]["y"][2:], bank.conditioning["cond"]["y"])
     log.clear()
     for sigma in (9.0, 5.0, 1.0):
         out = stage(logging_unet(log), args_for(x, sigma, [1, 0], c_crossattn=context, y=y))
@@ -128,7 +135,7 @@ def test_replay_with_a_cache_runs_later_runs_on_the_new_images_only():
     rows = passes.pass_of(log[-1][1]["c"]["transformer_options"]).anchor_rows
     assert not rows.recording and rows.absent == 2 and rows.evaluation == 2
     assert torch.equal(log[-1][1]["c"]["c_crossattn"], context)
-    assert cache.calls == {"recorded": 3, "played": 3}
+    assert cache.calls == {"recorded": 3, "played": 6}
 
 
 def test_replay_puts_the_banks_anchors_in_front_of_each_chunk_and_drops_them_after():
