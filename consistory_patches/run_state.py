@@ -42,6 +42,22 @@ def continues(part, sample_sigmas, last_sigma) -> bool:
     return abs(start - end) <= 1e-5 * end and last_sigma >= start * (1 - 1e-5)
 
 
+def enclosing_schedule(part: torch.Tensor):
+    """The whole schedule that ``part`` (not ending at 0) was sliced from, where the host hands
+    it over as a slice: KSamplerAdvanced's first part is a slice of the whole schedule, and so
+    are SplitSigmas' parts on the device their schedule was made on. Read from the memory the
+    slice shares with it (the host samples in inference mode, where a slice does not name its
+    base); None where that memory is not a whole schedule holding ``part``."""
+    if part.dim() != 1 or part.stride(0) != 1:
+        return None
+    storage = part.untyped_storage()
+    whole = torch.empty(0, dtype=part.dtype, device=part.device).set_(storage, 0, (storage.nbytes() // part.element_size(),))
+    start = part.storage_offset()
+    if len(whole) <= len(part) or not is_whole_schedule(whole) or bool((whole[1:] > whole[:-1]).any()):
+        return None
+    return whole if torch.equal(whole[start:start + len(part)], part) else None
+
+
 KEPT_RUNS = 4  # finished runs whose state a later node may still ask for
 
 
@@ -89,8 +105,9 @@ class StoryRun:
         """The sampler's schedule for the coming call (None where the host does not pass it).
         A schedule that ends at 0 is a whole one, and so is one that ends a run whose earlier
         parts other samplers ran (a KSamplerAdvanced split: the parts joined); a part that
-        does not end at 0 is kept to be joined. Every UNet call of a sampling passes the same
-        tensor, so only a new one is looked at."""
+        does not end at 0 is counted in the whole schedule it is a slice of, where the host
+        hands it over as one, and kept to be joined. Every UNet call of a sampling passes the
+        same tensor, so only a new one is looked at."""
         if sample_sigmas is self._followed:
             return
         self._followed = sample_sigmas
@@ -101,11 +118,11 @@ class StoryRun:
         joined = sample_sigmas
         if continues(self._part, sample_sigmas, self.clock.sigma):
             joined = torch.cat([self._part[:-1].to(sample_sigmas), sample_sigmas])
-        elif is_whole_schedule(sample_sigmas):
-            self._restart = True  # a new sampling from the top, whatever sigma the last one stopped at
+        else:
+            self._restart = True  # a new sampling, whatever sigma the last one stopped at
         whole = is_whole_schedule(joined)
         self._part = None if whole else joined.detach()
-        self.schedule = joined if whole else None
+        self.schedule = joined if whole else enclosing_schedule(joined)
 
     def position(self) -> tuple | None:
         """(step, steps) of the current call in the whole schedule, or None where unknown."""

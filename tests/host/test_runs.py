@@ -41,14 +41,17 @@ def split_graph(**kw):
     return g
 
 
-@pytest.mark.parametrize("sdsa", [False, True])
-def test_a_ksampler_advanced_split_continues_the_run(host, latents, sdsa):
+@pytest.mark.parametrize("method", [{"sdsa": False}, {}, {"blend": True, "blend_end": 0.35, "inject": "fast"}],
+                         ids=["plain", "SDSA", "SDSA+blend+injection"])
+def test_a_ksampler_advanced_split_continues_the_run(host, latents, method):
     """Steps 0-3 with leftover noise, then 3-6 in a second sampler on the same patched model
     (a base + refiner layout) give what one sampler over the 6 steps gives, to the rounding
     the host's own split adds to plain sampling (the latent leaves and re-enters the model's
-    latent space at the split: measured 2e-4 on values of about 200)."""
-    whole = run(host, latents, story_graph(steps=6, key="whole", sdsa=sdsa)).clone()
-    split = run(host, latents, split_graph(sdsa=sdsa))
+    latent space at the split: measured 2e-4 on values of about 200). Both parts count their
+    steps in the whole schedule, so Query Blend and injection run on the same steps as in one
+    sampler (the first part's schedule is a slice of it; the second joins the first)."""
+    whole = run(host, latents, story_graph(steps=6, key="whole", **method)).clone()
+    split = run(host, latents, split_graph(**method))
     assert torch.allclose(split, whole, rtol=1e-5, atol=1e-3), (split - whole).abs().max()
 
 

@@ -299,3 +299,27 @@ def test_a_split_schedules_parts_are_joined_and_a_tail_alone_is_a_whole_schedule
         run.sync(torch.full((2,), float(sigma)))
         seen.append(run.position())
     assert seen == [(0, 2), (1, 2)] and run.runs == runs + 1
+
+
+def test_a_first_part_sliced_from_a_whole_schedule_is_counted_in_it():
+    """KSamplerAdvanced hands its first part over as a slice of its whole schedule (in the
+    host's inference mode): the part is counted in the schedule it was sliced from (steps 0-1
+    of 4); a copy of it, or a slice of something that is not a schedule, gives no schedule."""
+    subject = runtime("consistory_patches.values").StorySubject(("a", "b"), (("cat", ("cat",)),),
+                                                               (((1,),), ((1,),)), (0,), 77)
+    with torch.inference_mode():
+        whole = torch.tensor([10.0, 6.0, 3.0, 1.0, 0.0])
+        first = whole[:3]
+        assert torch.equal(run_state.enclosing_schedule(first), whole)
+        assert run_state.enclosing_schedule(first.clone()) is None
+        assert run_state.enclosing_schedule(torch.tensor([10.0, 6.0, 3.0, 7.0, 0.0])[:3]) is None
+        run = run_state.StoryRun(subject, settings.SharingSettings(), torch.ones(2, 2, dtype=torch.bool), WHOLE)
+        run.follow(first)
+        seen = []
+        for sigma in first[:-1]:
+            run.sync(torch.full((2,), float(sigma)))
+            seen.append(run.position())
+        assert seen == [(0, 4), (1, 4)]
+        run.follow(whole[2:])  # the second part joins the first
+        run.sync(torch.full((2,), 3.0))
+        assert run.position() == (2, 4) and torch.equal(run.schedule, whole)
