@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from ..consistory_core.noise import noise_is_batch_independent
 from ..consistory_patches.anchor_cache import cache_for
 from ..consistory_patches.anchor_replay import AnchorReplay, reuse_mapping, story_with_anchors
 from ..consistory_patches.host_api import model_facts
@@ -15,10 +16,10 @@ from .sockets import BANK, BANK_TYPE, SUBJECT_TYPE
 
 CACHE_CHOICES = ("CPU memory", "device memory", "CPU memory + file beside the bank", "off")
 CACHE_TOOLTIP = (
-    "The first run computes the anchors beside the new images (as one batch would) and keeps what they give "
-    "the new images: their shared keys and values at the subject patches, masks and injection sources, per "
-    "step. Later runs with the same model and settings skip the anchors: new scenes cost what plain sampling "
-    "costs, with the same images. CPU memory: kept in RAM, sent to the GPU step by step; device memory: kept "
+    "The first run computes the anchors alone and keeps what they give the new images: their shared keys and "
+    "values at the subject patches, masks and injection sources, per step. Every run then samples the new images "
+    "alone with those, so later runs with the same model and settings skip the anchors (new scenes cost what "
+    "plain sampling costs) and give the same images to the bit. CPU memory: kept in RAM, sent to the GPU step by step; device memory: kept "
     "on the GPU (fastest, uses VRAM); + file: also written beside a loaded bank file (NAME.anchor_cache) and "
     "read by later sessions; off: the anchors are recomputed at every step. The size is logged when ready "
     "(about 7 GB at 1024x1024, 50 steps, 2 anchors, a subject on 30% of the image, dropout 0.5). Banks with "
@@ -66,6 +67,12 @@ class UseAnchors:
                              "Anchors); connect the checkpoint's model: Use Anchors adds the shared attention itself")
         bank.check_model(**model_facts(model))
         story = story_with_anchors(bank, subject)
+        if not noise_is_batch_independent((bank.inputs.shape[2], *bank.latent_hw)):
+            h, w = bank.latent_hw
+            logging.warning(f"ConsiStory Use Anchors: at {w * 8}x{h * 8} px the new images will not be exactly what "
+                            "one batch with the anchors gives (the subject still comes from the anchors): torch draws "
+                            "an image's noise differently alone and in a batch unless its latent holds a multiple "
+                            "of 16 values; sizes whose sides are multiples of 16 px have no such difference")
         cache_file = cache_file_of(bank) if anchor_cache == CACHE_CHOICES[2] else None
         dit = is_flux(model)
         if dit and anchor_cache != "off":

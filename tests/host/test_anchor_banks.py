@@ -226,3 +226,23 @@ def test_a_two_pass_bank_reused_with_the_two_pass_graph_equals_one_batch(host, l
     torch.testing.assert_close(latents["story"], in_batch, rtol=1e-4, atol=1e-4 * in_batch.abs().amax().item())
     one_pass = reuse_subject_graph(NEW[:1], "output/twopass_00001.safetensors", anchors=2, **dict(kw, inject="fast"))
     _reuse_error(host, one_pass, "ConsiStory Feature Injection .*mode two passes.*; this run has it .*mode one pass")
+
+
+@pytest.mark.parametrize("size", [(72, 56), (72, 64)], ids=["7x9 latent", "8x9 latent"])
+def test_use_anchors_says_where_a_reuse_cannot_equal_one_batch(host, latents, outputs, caplog, size):
+    """At a 7x9 latent (252 values an image, not a multiple of 16) torch draws an image's noise
+    differently alone and in a batch: a reuse differs from one batch with the anchors, and Use
+    Anchors says so. At 8x9 the reuse equals one batch and nothing is said."""
+    w, h = size
+    kw = dict(steps=6, width=w, height=h)
+    host.run(story_graph(ANCHORS + NEW[:1], anchors=2, **kw))
+    in_batch = latents["story"][2:]
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix=f"noise{h}", **kw))
+    caplog.clear()
+    host.run(reuse_subject_graph(NEW[:1], f"output/noise{h}_00001.safetensors", anchors=2, **kw))
+    said = [r.message for r in caplog.records if "will not be exactly what one batch" in r.message]
+    close = torch.allclose(latents["story"], in_batch, rtol=1e-4, atol=1e-4 * in_batch.abs().amax().item())
+    if h == 56:
+        assert said and "at 72x56 px" in said[0] and not close
+    else:
+        assert not said and close
