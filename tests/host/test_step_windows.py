@@ -76,6 +76,16 @@ def test_samplers_that_evaluate_mid_points_count_one_step_per_sampler_step(host,
     assert (sorted(blend), sorted(inject), counted) == (sorted(paper_steps(n)[0]), sorted(paper_steps(n)[1]), n)
 
 
+def with_custom_sampler(g: dict, sampler: str) -> None:
+    """The story's KSampler replaced by SamplerCustom on the probed model with the graph's
+    ``sampler`` node and its "schedule" node's sigmas."""
+    inputs = g["sampler"]["inputs"]
+    g["sampler"] = {"class_type": "SamplerCustom", "inputs": {
+        "model": ["probe", 0], "add_noise": True, "noise_seed": 1, "cfg": inputs["cfg"], "positive": inputs["positive"],
+        "negative": inputs["negative"], "sampler": [sampler, 0], "sigmas": ["schedule", 0],
+        "latent_image": inputs["latent_image"]}}
+
+
 def test_dpm_adaptive_going_back_up_after_a_rejected_step_stays_in_its_run(host):
     """dpm_adaptive evaluates where its error control takes it; after a rejected step its next
     evaluation is at a higher sigma than the last. Where the host passes the schedule, that is
@@ -92,11 +102,7 @@ def test_dpm_adaptive_going_back_up_after_a_rejected_step_stays_in_its_run(host)
         "accept_safety": 0.81, "eta": 0.0, "s_noise": 1.0}}
     g["schedule"] = {"class_type": "BasicScheduler", "inputs": {"model": ["probe", 0], "scheduler": "normal",
                                                                 "steps": 10, "denoise": 1.0}}
-    inputs = g["sampler"]["inputs"]
-    g["sampler"] = {"class_type": "SamplerCustom", "inputs": {
-        "model": ["probe", 0], "add_noise": True, "noise_seed": 1, "cfg": inputs["cfg"], "positive": inputs["positive"],
-        "negative": inputs["negative"], "sampler": ["adaptive", 0], "sigmas": ["schedule", 0],
-        "latent_image": inputs["latent_image"]}}
+    with_custom_sampler(g, "adaptive")
     StepProbe.calls.clear()
     host.run(g)
     sampler = [(sigma, run) for sigma, kind, _, _, run in StepProbe.calls if kind == "SAMPLER"]
@@ -119,11 +125,7 @@ def test_a_leading_schedule_that_starts_below_the_top_gets_the_papers_steps(host
     g["probe"] = {"class_type": "ConsiStoryStepProbe", "inputs": {"model": ["inject", 0]}}
     g["schedule"] = {"class_type": "ConsiStoryLeadingSigmas", "inputs": {"model": ["probe", 0], "steps": n}}
     g["euler"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
-    inputs = g["sampler"]["inputs"]
-    g["sampler"] = {"class_type": "SamplerCustom", "inputs": {
-        "model": ["probe", 0], "add_noise": True, "noise_seed": 1, "cfg": inputs["cfg"], "positive": inputs["positive"],
-        "negative": inputs["negative"], "sampler": ["euler", 0], "sigmas": ["schedule", 0],
-        "latent_image": inputs["latent_image"]}}
+    with_custom_sampler(g, "euler")
     StepProbe.calls.clear()
     host.run(g)
     sigmas = sorted({s for s, kind, *_ in StepProbe.calls if kind == "SAMPLER"}, reverse=True)
