@@ -135,18 +135,24 @@ class AnchorReplay:
                 raise BankError(f"Use Anchors cannot replay the anchors with the conditioning {key!r}")
         context = c["c_crossattn"]
         length = math.lcm(context.shape[1], *[cd["context"].shape[1] for cd in conds])
-        if self.cache is not None:  # the new images alone, the anchors' parts from the cache
-            played = self._played(call, args, c, evaluation, p, length, outer, conds)
-            c["c_crossattn"] = _repeat_tokens(context, length)
-            return call(with_pass({**args, "c": c}, dataclasses.replace(p, anchor_rows=played)))
-        anchors_x = self._anchor_inputs(evaluation, p, x, sigma)
-        x_ext = inner.join(lambda i: anchors_x, x)
-        c = self._with_anchor_conditioning(c, inner, conds, length)
-        t_ext = args["timestep"][:1].expand(x_ext.shape[0]).contiguous()
-        out = call({**args, "input": x_ext, "timestep": t_ext, "c": c})
-        if p.is_sampler and inner.cond is not None:
-            self.last_x0 = (evaluation, out[inner.head(inner.cond, k)].detach())
-        return inner.drop_anchors(out)
+        if self.cache is None:
+            return inner.drop_anchors(self._with_anchors(call, args, c, inner, evaluation, p, conds, length))
+        played = self._played(call, args, c, evaluation, p, length, outer, conds)
+        c["c_crossattn"] = _repeat_tokens(context, length)  # the new images alone, the anchors' parts cached
+        return call(with_pass({**args, "c": c}, dataclasses.replace(p, anchor_rows=played)))
+
+    def _with_anchors(self, call, args, c: dict, layout: Chunks, evaluation: int, p, conds: list, length: int):
+        """The output of one UNet call (pass ``p``) with the anchors' rows in front of each chunk
+        of ``layout`` (alone where it holds only them); keeps their cond rows' denoised estimate."""
+        x = args["input"]
+        anchors_x = self._anchor_inputs(evaluation, p, x, float(args["timestep"][0]))
+        x_ext = layout.join(lambda i: anchors_x, x)
+        ext = {**args, "input": x_ext, "timestep": args["timestep"][:1].expand(x_ext.shape[0]).contiguous(),
+               "c": self._with_anchor_conditioning(c, layout, conds, length)}
+        out = call(with_pass(ext, p))
+        if p.is_sampler and layout.cond is not None:
+            self.last_x0 = (evaluation, out[layout.head(layout.cond, layout.anchors)].detach())
+        return out
 
     def _anchor_inputs(self, evaluation: int, p, x: torch.Tensor, sigma: float) -> torch.Tensor:
         """The anchors' input latents (k, C, h, w) at this call's sigma: the bank's, or for a
@@ -187,18 +193,13 @@ class AnchorReplay:
         if not self.cache.kept(evaluation, needs, length, outer.order):
             k = self.bank.anchors
             alone = Chunks(outer.order, k, k)
-            x = args["input"]
-            anchors_x = self._anchor_inputs(evaluation, p, x, float(args["timestep"][0]))
-            x_alone = alone.join(lambda i: anchors_x, x)
             recording = self.cache.slot(evaluation, kind, length, recording=True)
             if p.kind is PassKind.VANILLA:
                 self._anchor_queries = {}
             queries = self._anchor_queries if p.queries is not None else None
-            ext = {**args, "input": x_alone, "timestep": args["timestep"][:1].expand(x_alone.shape[0]).contiguous(),
-                   "c": self._with_anchor_conditioning(c, alone, conds, length)}
-            out = call(with_pass(ext, dataclasses.replace(p, anchor_rows=recording, queries=queries)))
+            self._with_anchors(call, args, c, alone, evaluation,
+                               dataclasses.replace(p, anchor_rows=recording, queries=queries), conds, length)
             if p.is_sampler and alone.cond is not None:
-                self.last_x0 = (evaluation, out[alone.rows(alone.cond)].detach())
                 recording.keep("x0", None, COND, self.last_x0[1])
             self._recorded(recording, outer.order)
         return self.cache.slot(evaluation, kind, length, recording=False)
