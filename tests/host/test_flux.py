@@ -83,7 +83,9 @@ def test_flux_leaves_an_unpatched_clone_plain(host, latents):
     ("blend", ["swimming in a lake", "riding a horse"]), ("full", ["swimming in a lake"])],
     ids=["SDSA+blend, two new prompts", "SDSA+blend+injection, one new prompt"])
 def test_flux_bank_reuse_in_a_fresh_process_equals_one_batch(host, latents, outputs, method, new):
-    """(With injection and two new prompts the bank's anchors, sampled as a batch of 2, differ by
+    """A bank's reuse equals one batch with the anchors, and reuses give the same latents to the
+    bit in a fresh process and twice in this one (Flux replays the anchors at every call).
+    (With injection and two new prompts the bank's anchors, sampled as a batch of 2, differ by
     3e-6 from the anchors of a batch of 4, and injection's discrete plan turns that into 3e-3:
     the split-call test's near-ties again.)"""
     kw = {**SETTINGS, **FULL} if method == "full" else dict(SETTINGS, blend=True, blend_end=0.35)
@@ -91,8 +93,12 @@ def test_flux_bank_reuse_in_a_fresh_process_equals_one_batch(host, latents, outp
     host.run(story_graph(anchors + new, anchors=2, **kw))
     in_batch = latents["story"][2:]
     host.run(make_subject_graph(anchors, anchors=2, prefix="flux", **kw))
-    reused = run_fresh(reuse_subject_graph(new, "output/flux_00001.safetensors", anchors=2, **kw), outputs)["story"]
+    reuse = reuse_subject_graph(new, "output/flux_00001.safetensors", anchors=2, **kw)
+    reused = run_fresh(reuse, outputs)["story"]
     torch.testing.assert_close(reused, in_batch, rtol=1e-4, atol=1e-4 * in_batch.abs().amax().item())
+    for _ in range(2):  # a first and a second reuse in this process give the fresh process's latents
+        host.run(reuse)
+        assert torch.equal(latents["story"], reused)
     assert not torch.allclose(reused, sample(host, latents, scenes=anchors + new, sdsa=False)[2:])
 
 
