@@ -14,6 +14,16 @@ WRAPPER_KEY = "consistory"
 _WRAPPER_MARK = "consistory_unet_wrapper"
 
 
+def host_version() -> str:
+    """The running ComfyUI's version ("0.3.75"), or "version unknown" (the 2024 snapshot has no
+    comfyui_version module)."""
+    try:
+        from comfyui_version import __version__
+    except ImportError:
+        return "version unknown"
+    return str(__version__)
+
+
 def host_attention(q, k, v, extra):
     """q, k, v (B, P, heads*d) -> (B, P, heads*d) through the host's optimized attention,
     for layers where shared attention is inactive, so they give what the unpatched model gives."""

@@ -29,7 +29,7 @@ from .blend_pass import QueryBlendPass
 from .dift_capture import DiftCapture, dift_sigma
 from .host_api import install_unet_wrapper, model_sampling
 from .injection import Injector, OnePassFeatures
-from .joint_attention import OVERRIDE_KEY, JointAttention, TokenLayoutStage, is_flux, override_supported
+from .joint_attention import FLUX_MIN_HOST, OVERRIDE_KEY, JointAttention, TokenLayoutStage, is_flux, override_supported
 from .layers import attention_positions, dift_block, is_unet
 from .mask_recorder import MaskRecorder
 from .passes import PASS_KEY, SAMPLER_PASS, STORY_KEY, with_pass
@@ -129,7 +129,7 @@ def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: t
         raise UnsupportedModel(f"ConsiStory works on UNet models (SDXL, SD 1.5, SD 2.x) and Flux.1; this is a "
                                f"{type(model.model).__name__} model, whose transformer the pack does not patch yet")
     if dit and not override_supported():
-        raise UnsupportedModel("ConsiStory on Flux needs ComfyUI 0.3.60 or later (its attention override); "
+        raise UnsupportedModel(f"ConsiStory on Flux needs ComfyUI {FLUX_MIN_HOST} or later (the attention override, Flux blocks named in it); "
                                "update ComfyUI")
     m = model.clone()
     sampling = model_sampling(m)

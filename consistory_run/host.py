@@ -72,6 +72,19 @@ def host_name() -> str:
     return "COMFYUI_PATH" if os.environ.get("COMFYUI_PATH") else os.environ.get("CONSISTORY_HOST", DEFAULT_HOST)
 
 
+def version_of(path: Path) -> tuple | None:
+    """(major, minor, patch) of the ComfyUI at ``path``, read from its comfyui_version.py; None
+    where it has none (the 2024 snapshot)."""
+    try:
+        text = (Path(path) / "comfyui_version.py").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("__version__"):
+            return tuple(int(part) for part in line.split("=")[1].strip().strip("\"'").split(".")[:3])
+    return None
+
+
 def comfyui_path() -> Path:
     env = os.environ.get("COMFYUI_PATH")
     if env:

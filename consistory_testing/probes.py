@@ -194,6 +194,43 @@ class AttentionOverrideProbe(_ModelProbe):
         return (m,)
 
 
+class AttentionBackendProbe(_ModelProbe):
+    """MODEL -> MODEL: what ComfyUI 0.38's Model Attention Backend node does (its ModelPatcher's
+    ``set_model_optimized_attention``): the override key set to a function that calls the chosen
+    attention and ignores whatever override was there. Counts its calls in ``calls``."""
+    calls = 0
+
+    def patch(self, model):
+        from comfy.ldm.modules.attention import optimized_attention
+        m = model.clone()
+
+        def override(_, *args, **kwargs):
+            AttentionBackendProbe.calls += 1
+            return optimized_attention(*args, **kwargs)
+
+        m.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = override
+        return (m,)
+
+
+class UnnamedFluxBlocksProbe(_ModelProbe):
+    """MODEL -> MODEL: a Flux whose blocks reach the attention without their names, as on
+    ComfyUI before 0.3.75 ("block_type"/"block_index" absent from transformer_options), through
+    the host's block replace patches, which call each block with the options they pass."""
+
+    def patch(self, model):
+        m = model.clone()
+        net = m.model.diffusion_model
+
+        def unnamed(args, extra):
+            options = {k: v for k, v in args["transformer_options"].items() if k not in ("block_type", "block_index")}
+            return extra["original_block"]({**args, "transformer_options": options})
+
+        for kind, blocks in (("double_block", net.double_blocks), ("single_block", net.single_blocks)):
+            for i in range(len(blocks)):
+                m.set_model_patch_replace(unnamed, "dit", kind, i)
+        return (m,)
+
+
 class LeadingSigmas:
     """MODEL, steps -> SIGMAS: diffusers' DDIM schedule with "leading" spacing and offset 1 (the
     reference implementation's: timesteps (n-1, ..., 0) * (1000 // n) + 1), on the model's own
@@ -217,6 +254,8 @@ class LeadingSigmas:
 
 NODE_CLASS_MAPPINGS = {"ConsiStoryAttn1ReplaceProbe": Attn1ReplaceProbe,
                        "ConsiStoryAttentionOverrideProbe": AttentionOverrideProbe,
+                       "ConsiStoryAttentionBackendProbe": AttentionBackendProbe,
+                       "ConsiStoryUnnamedFluxBlocksProbe": UnnamedFluxBlocksProbe,
                        "ConsiStoryAttn2ReplaceProbe": Attn2ReplaceProbe,
                        "ConsiStoryLatentCapture": LatentCapture, "ConsiStoryMaskCapture": MaskCapture,
                        "ConsiStoryImageCapture": ImageCapture,

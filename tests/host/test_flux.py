@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from consistory_run.graphs import SCENES, make_subject_graph, reuse_subject_graph, story_graph, with_preview
-from consistory_run.host import host_name
+from consistory_run.host import comfyui_path, version_of
 from consistory_testing.run_graph import run_fresh
 
 FLUX = {"class_type": "ConsiStoryTinyFluxCheckpoint", "inputs": {"weight_seed": 0, "version": "dev"}}
@@ -18,7 +18,9 @@ SCHNELL = {"class_type": "ConsiStoryTinyFluxCheckpoint", "inputs": {"weight_seed
 # Flux's usual settings: no negative prompt (cfg 1), the simple schedule; 128x96 px = 8x6 image tokens
 SETTINGS = dict(loader=FLUX, cfg=1.0, scheduler="simple", steps=6, width=128, height=96)
 FULL = dict(blend=True, blend_end=0.35, inject="fast")
-needs_flux = pytest.mark.skipif(host_name() == "2024", reason="the 2024 host has no Flux; its refusal is tested here")
+HOST_VERSION = version_of(comfyui_path())  # None: the 2024 snapshot
+needs_flux = pytest.mark.skipif(HOST_VERSION is None or HOST_VERSION < (0, 3, 75),
+                                reason="Flux needs ComfyUI 0.3.75 or later; its refusal on older hosts is tested here")
 
 
 def sample(host, latents, key="story", **kw):
@@ -163,6 +165,59 @@ def test_another_packs_attention_override_is_chained(host, latents):
     assert torch.equal(with_probe(scenes=one, **FULL), with_probe(scenes=one, sdsa=False))
 
 
+def model_node(g, key, class_type, after=None):
+    """Puts a MODEL -> MODEL node into story graph ``g``: on the loaded model (every node that
+    took it takes the new one) or, with after="sampler", between the last patch and the sampler."""
+    if after is not None:
+        g[key] = {"class_type": class_type, "inputs": {"model": g[after]["inputs"]["model"]}}
+        g[after]["inputs"]["model"] = [key, 0]
+        return g
+    g[key] = {"class_type": class_type, "inputs": {"model": ["ckpt", 0]}}
+    for name, node in g.items():
+        if node["inputs"].get("model") == ["ckpt", 0] and name != key:
+            node["inputs"]["model"] = [key, 0]
+    return g
+
+
+@pytest.mark.skipif(HOST_VERSION is None, reason="the 2024 host has no Flux (refused before patching: tested below)")
+def test_flux_on_a_host_that_does_not_name_its_blocks_fails_saying_so(host, latents):
+    """ComfyUI before 0.3.75 calls the override with no block names: nothing would be shared.
+    On such a host the story graph itself; on a newer one, its blocks' names taken away."""
+    def unnamed(**kw):
+        g = story_graph(**{**SETTINGS, **kw})
+        return g if HOST_VERSION < (0, 3, 75) else model_node(g, "unnamed", "ConsiStoryUnnamedFluxBlocksProbe")
+    host.run(unnamed(sdsa=False))  # plain sampling runs
+    with pytest.raises(Exception, match=r"ConsiStory SDSA: Flux blocks are not named by this ComfyUI \(.+\), so "
+                                        r"nothing would be shared; Flux needs ComfyUI 0\.3\.75 or later"):
+        host.run(unnamed())
+
+
+@needs_flux
+def test_an_attention_backend_chosen_after_consistory_fails_saying_so_and_before_it_is_chained(host, latents):
+    """ComfyUI 0.38's Model Attention Backend replaces the override it finds."""
+    from consistory_testing.probes import AttentionBackendProbe
+    AttentionBackendProbe.calls = 0
+    with pytest.raises(Exception, match="a node after the ConsiStory nodes replaced it"):
+        host.run(model_node(story_graph(**SETTINGS), "backend", "ConsiStoryAttentionBackendProbe", after="sampler"))
+    assert AttentionBackendProbe.calls > 0
+    AttentionBackendProbe.calls = 0
+    host.run(model_node(story_graph(**SETTINGS, **FULL), "backend", "ConsiStoryAttentionBackendProbe"))
+    assert AttentionBackendProbe.calls > 0
+    assert torch.equal(latents["story"], sample(host, latents, **FULL))
+
+
+@needs_flux
+def test_flux_on_0_38s_attention_containers_gives_the_same_latents(host, latents, monkeypatch):
+    """0.38's Flux hands q, k, v over in containers; the pack's override has no
+    container_function, so it gets the tensors, and the story is the same."""
+    import comfy.ldm.flux.math as flux_math
+    from consistory_testing.host_038 import flux_attention_038
+    shared = sample(host, latents, **FULL)
+    monkeypatch.setattr(flux_math, "optimized_attention", flux_attention_038(flux_math.optimized_attention))
+    assert torch.equal(sample(host, latents, **FULL), shared)
+    assert torch.equal(sample(host, latents, sdsa=False), sample(host, latents, end_percent=0.0))
+
+
 @needs_flux
 def test_an_attention_mask_from_another_node_leaves_that_call_unshared_and_says_so(host, caplog):
     import logging
@@ -212,12 +267,12 @@ def test_flux_is_refused_on_a_host_without_the_attention_override(host):
     from consistory_testing.pack import pack_module
     from consistory_testing.tiny_models import tiny_sdxl_clip
     joint = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.joint_attention")
-    assert joint.override_supported() == (host_name() != "2024")
+    assert joint.override_supported() == (HOST_VERSION is not None)
     if joint.override_supported():
         return
     nodes = host.nodes.NODE_CLASS_MAPPINGS
     _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "")
-    with pytest.raises(ValueError, match="Flux needs ComfyUI 0.3.60 or later"):
+    with pytest.raises(ValueError, match="Flux needs ComfyUI 0.3.75 or later"):
         nodes["ConsiStorySDSA"]().patch(flux_shaped("Flux"), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
 
 
