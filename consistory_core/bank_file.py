@@ -26,6 +26,7 @@ written from the description and checked against it and the tensors on load.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 import torch
@@ -33,6 +34,7 @@ import torch
 from .settings import MaskSettings, SettingsError, SharingSettings, check_version
 
 FORMAT = "consistory-anchor-bank"
+FINGERPRINT_OF = "checkpoint and weight patches"
 VERSION = 3  # 1: one entry per sigma (the first release); 2: one entry per model evaluation; 3: photo banks
 ORIGINS = ("generated", "photo")
 
@@ -60,6 +62,9 @@ class BankDescription:
     context_dim: int = 0
     model_fingerprint: str = ""  # weights and weight patches (LoRAs); "" in format-1 banks
     model_patches: str = ""      # the same for people: "none", "264 weights patched, strengths 0.8"
+    # what model_fingerprint hashes: FINGERPRINT_OF (the checkpoint's weights and the patcher's record
+    # of its LoRAs); "" in older banks (the weights as they were loaded, LoRAs written into them)
+    fingerprint_of: str = ""
     method: dict = field(default_factory=dict)  # {"blend": settings or None, "injection": settings or None}
     origin: str = "generated"  # "photo": the anchors are inverted photos (format 3)
 
@@ -80,6 +85,7 @@ class BankDescription:
                 "settings": settings, "schedule": self.schedule, "model_family": self.model_family,
                 "context_dim": self.context_dim, "model_fingerprint": self.model_fingerprint,
                 "model_patches": self.model_patches, "method": self.method,
+                **({"fingerprint_of": self.fingerprint_of} if self.fingerprint_of else {}),
                 **({"origin": self.origin} if self.origin != "generated" else {})}
 
     @classmethod
@@ -99,6 +105,7 @@ class BankDescription:
                    sharing=sharing, schedule=info.get("schedule", ""),
                    model_family=info.get("model_family", ""), context_dim=int(info.get("context_dim", 0)),
                    model_fingerprint=info.get("model_fingerprint", ""), model_patches=info.get("model_patches", ""),
+                   fingerprint_of=info.get("fingerprint_of", ""),
                    method=info.get("method") or {}, origin=info.get("origin", "generated"))
 
 
@@ -157,7 +164,7 @@ class AnchorBank:
             "scheduler, steps and denoise")
 
     def check_model(self, model_family: str, context_dim: int, model_fingerprint: str = "",
-                    model_patches: str = "") -> None:
+                    model_patches: str = "", fingerprint_of: str = "") -> None:
         d = self.description
         want = (d.model_family, d.context_dim)
         have = (model_family, context_dim)
@@ -166,6 +173,12 @@ class AnchorBank:
             diff = "; ".join(f"{n}: bank {w}, model {h}" for n, w, h in zip(names, want, have) if w != h)
             raise BankError(f"the bank was made with another kind of model ({diff})")
         if d.model_fingerprint and model_fingerprint and d.model_fingerprint != model_fingerprint:
+            if not d.fingerprint_of and d.model_patches not in ("", "none") and d.model_patches == model_patches:
+                # an older bank made with LoRAs hashed them written into the weights: its weights
+                # cannot be compared with the checkpoint's; its LoRAs' count and strengths can
+                logging.info(f"anchor bank: made by an older version with LoRAs ({d.model_patches}); "
+                             "the same LoRAs and strengths are on this model, the checkpoint is not checked")
+                return
             raise BankError(f"the bank was made with other model weights or LoRAs (bank: weights "
                             f"{d.model_fingerprint}, patches: {d.model_patches or '?'}; this model: weights "
                             f"{model_fingerprint}, patches: {model_patches}); use the bank's checkpoint and LoRAs "

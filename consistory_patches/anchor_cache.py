@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .host_api import hash_weights, patch_kinds
+from .host_api import patch_kinds
 
 PLACES = ("cpu", "device")
 # 2: the "inject" entries are the anchors' outputs after injection (targets injected in turn,
@@ -183,13 +183,14 @@ def bank_digest(bank) -> bytes:
     return h.digest()
 
 
-def cache_identity(bank: bytes, method: dict, diffusion_model, options: dict) -> str:
+def cache_identity(bank: bytes, method: dict, weights: str, options: dict) -> str:
     """What an anchor cache's entries depend on besides the bank: the Query Blend / Feature
-    Injection settings, the UNet's weights as they are now (LoRAs applied: a sample of every
-    tensor) and the kinds of patches on the model (another pack's attention changes the anchors)."""
+    Injection settings, the sampled model's fingerprint ``weights`` (checkpoint and LoRAs:
+    host_api.sampled_model_fingerprint) and the kinds of patches on the model (another pack's
+    attention changes the anchors)."""
     h = hashlib.sha1(bank)
     h.update(json.dumps(method, sort_keys=True).encode())
-    hash_weights(h, diffusion_model, values=64)
+    h.update(weights.encode())
     h.update(patch_kinds(options).encode())
     return h.hexdigest()
 

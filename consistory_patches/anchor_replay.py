@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import math
 import os
+from types import SimpleNamespace
 
 import torch
 
@@ -23,6 +24,7 @@ from ..consistory_core.bank_file import AnchorBank, BankError
 from ..consistory_core.correspondence import image_noise
 from .anchor_cache import AnchorCache, cache_identity
 from .chunks import CHUNK_NAMES, COND, Chunks
+from .host_api import sampled_model_fingerprint
 from .passes import PassKind, args_pass, args_story, with_pass
 from .values import StorySubject
 
@@ -62,8 +64,10 @@ class AnchorReplay:
     """cache: where the anchors' parts are kept after the first run (None: replayed at every
     call); cache_file: a file beside the bank that keeps them across processes, or None."""
 
-    def __init__(self, bank: AnchorBank, cache: AnchorCache | None = None, cache_file: str | None = None):
+    def __init__(self, bank: AnchorBank, cache: AnchorCache | None = None, cache_file: str | None = None,
+                 base_model=None):
         self.bank, self.cache, self.cache_file = bank, cache, cache_file
+        self.base_model = base_model  # the host's model object (model.model), whose current_patcher samples
         self.last_x0 = None  # (evaluation, the anchors' denoised prediction (k, C, h, w), cond chunk)
         self._index = None   # the place in ``_order`` of the bank's evaluation the sampler is at
         self._seen = None    # (sigma, first new image's input) of that evaluation
@@ -103,7 +107,8 @@ class AnchorReplay:
 
     def _use_cache(self, story, options: dict) -> None:
         """The cache holds the parts of this bank, model and settings (from its file where there is one)."""
-        identity = cache_identity(self.cache.bank_key, story.method(), story.masks.diffusion_model, options)
+        weights = sampled_model_fingerprint(self.base_model or SimpleNamespace(diffusion_model=story.masks.diffusion_model))
+        identity = cache_identity(self.cache.bank_key, story.method(), weights, options)
         fresh = identity != self.cache.identity
         self.cache.use(identity)
         if fresh and self.cache_file is not None and os.path.isfile(self.cache_file):

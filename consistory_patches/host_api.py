@@ -10,6 +10,8 @@ The host is imported lazily, so the runtime imports without a host (the fast tes
 """
 from __future__ import annotations
 
+from ..consistory_core.bank_file import FINGERPRINT_OF
+
 WRAPPER_KEY = "consistory"
 _WRAPPER_MARK = "consistory_unet_wrapper"
 
@@ -91,7 +93,7 @@ def model_facts(model) -> dict:
     fingerprint, patches = model_fingerprint(model)
     return {"model_family": type(config).__name__,
             "context_dim": int(config.unet_config.get("context_dim") or 0),
-            "model_fingerprint": fingerprint, "model_patches": patches}
+            "model_fingerprint": fingerprint, "model_patches": patches, "fingerprint_of": FINGERPRINT_OF}
 
 
 def weights_sample(t, values: int = 4096) -> bytes:
@@ -133,13 +135,29 @@ def _first_tensor(value):
     return None
 
 
+def hash_base_weights(h, model, every: int = 50, values: int = 4096) -> None:
+    """Adds to the hash ``h`` a sample of every ``every``-th tensor of a ModelPatcher's UNet as
+    the checkpoint has it, whatever the patcher did with its weight patches: written into the
+    weights (a full load: the originals are in ``model.backup``) or applied per layer as it runs
+    (a partial load's weight functions; ComfyUI 0.38's dynamic VRAM), so the weights are the
+    checkpoint's."""
+    backup = getattr(model, "backup", None) or {}
+    for i, (name, tensor) in enumerate(model.model.diffusion_model.state_dict().items()):
+        if i % every == 0:
+            kept = backup.get("diffusion_model." + name)
+            h.update(name.encode())
+            h.update(weights_sample(tensor if kept is None else getattr(kept, "weight", kept), values))
+
+
 def model_fingerprint(model) -> tuple:
-    """(fingerprint, summary) of a ModelPatcher's UNet: a hash of a sample of its weights (a
-    few values of every 50th tensor) and of its weight patches (LoRAs: key, strengths and a
-    sample of the patch), and a line for people ("none", "264 weights patched, strengths 0.8")."""
+    """(fingerprint, summary) of a ModelPatcher's UNet: a hash of a sample of its checkpoint
+    weights (a few values of every 50th tensor, hash_base_weights) and of the patcher's record
+    of its weight patches (LoRAs: key, strengths and a sample of the patch), so it is the same
+    with the LoRAs written into the weights and applied per layer; and a line for people
+    ("none", "264 weights patched, strengths 0.8")."""
     import hashlib
     h = hashlib.sha1()
-    hash_weights(h, model.model.diffusion_model, every=50)
+    hash_base_weights(h, model)
     strengths = set()
     patches = getattr(model, "patches", {}) or {}
     for key in sorted(patches):
@@ -152,6 +170,19 @@ def model_fingerprint(model) -> tuple:
     summary = "none" if not patches else \
         f"{len(patches)} weights patched, strengths {', '.join(map(str, sorted(strengths)))}"
     return h.hexdigest()[:16], summary
+
+
+def sampled_model_fingerprint(base_model) -> str:
+    """The fingerprint of the model a sampler is running now: of the ModelPatcher the host
+    points the model at before it samples (``current_patcher``, ComfyUI 0.3.x and 0.38), else
+    (the 2024 host) of the UNet's weights as they are (its LoRAs are written into them)."""
+    patcher = getattr(base_model, "current_patcher", None)
+    if patcher is not None:
+        return model_fingerprint(patcher)[0]
+    import hashlib
+    h = hashlib.sha1()
+    hash_weights(h, base_model.diffusion_model, values=64)
+    return h.hexdigest()[:16]
 
 
 def sampler_sigmas(m, sampler_name: str, scheduler: str, steps: int):

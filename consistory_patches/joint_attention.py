@@ -22,10 +22,10 @@ does all of the method there:
 Where none of it acts the override calls the host's attention (or the override another
 pack put there first) with the call's own arguments, so it gives what the unpatched model
 gives. The token layout (text length, image grid) comes from the innermost wrapper stage
-(``TokenLayoutStage``), which reads it off the call's context and latent, and after the call
-checks that the override saw the blocks by name (``Engagement``): a host that does not name
-them (ComfyUI before 0.3.75) or a node after ConsiStory that replaced the override would
-otherwise leave every image unshared without a word.
+(``TokenLayoutStage``), which reads it off the call's context and latent. The override counts
+each call into the call's ``engagement.Engagement`` (by named block or not), which the
+wrapper checks: a host that does not name the blocks (ComfyUI before 0.3.75) or a node after
+ConsiStory that replaced the override would otherwise leave every image unshared.
 """
 from __future__ import annotations
 
@@ -39,13 +39,11 @@ from ..consistory_core.masks import head_token_maps
 from ..consistory_core.positions import rotate_pairs
 from ..consistory_core.sdsa import shared_joint_attention
 from ..consistory_core.settings import DIT_POSITIONS
-from .host_api import host_version
+from .engagement import count
 from .passes import PassKind, STORY_KEY, pass_of, with_pass
 
 OVERRIDE_KEY = "optimized_attention_override"  # transformer_options, today's host (ComfyUI 0.3.60+)
 TOKENS_KEY = "consistory_dit_tokens"
-ENGAGED_KEY = "consistory_dit_engaged"
-FLUX_MIN_HOST = "0.3.75"  # the oldest ComfyUI the Flux tests run on (it names the blocks)
 
 # Which blocks share, for each choice of SDSA's "blocks" (named after a UNet's): the paper
 # shares in the UNet's up blocks, the later half of the network, which renders appearance
@@ -94,37 +92,9 @@ class TokenLayout:
         return slice(self.text, self.text + self.grid[0] * self.grid[1])
 
 
-class NotEngaged(RuntimeError):
-    """ConsiStory's attention override did not act in a model call where it should have."""
-
-
-class Engagement:
-    """The attention calls ConsiStory's override saw in one model call: in blocks the host
-    named (``named``) and in blocks it did not (``unnamed``)."""
-
-    def __init__(self):
-        self.named = self.unnamed = 0
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def check(self) -> None:
-        """Raises NotEngaged, naming the cause, when no call came through a named block."""
-        if self.named:
-            return
-        if self.unnamed:
-            raise NotEngaged(f"ConsiStory SDSA: Flux blocks are not named by this ComfyUI ({host_version()}), so "
-                             f"nothing would be shared; Flux needs ComfyUI {FLUX_MIN_HOST} or later")
-        raise NotEngaged("ConsiStory SDSA: the attention override ConsiStory put on this Flux model was not "
-                         "called: a node after the ConsiStory nodes replaced it (ComfyUI's Model Attention "
-                         "Backend, or another pack's attention override that does not call the one it finds); "
-                         "put that node before the ConsiStory nodes")
-
-
 class TokenLayoutStage:
     """Innermost wrapper stage: the call's TokenLayout into its transformer_options (the text
-    length after any stage extended the context, the latent's patch grid), and an Engagement
-    checked once the call returns."""
+    length after any stage extended the context, the latent's patch grid)."""
 
     def __init__(self, patch_size: int):
         self.patch_size = patch_size
@@ -137,10 +107,7 @@ class TokenLayoutStage:
         p = self.patch_size
         layout = TokenLayout(args["c"]["c_crossattn"].shape[1], (-(-h // p), -(-w // p)))
         options = args["c"].get("transformer_options", {})
-        seen = Engagement()
-        out = call(with_pass(args, pass_of(options), **{TOKENS_KEY: layout, ENGAGED_KEY: seen}))
-        seen.check()
-        return out
+        return call(with_pass(args, pass_of(options), **{TOKENS_KEY: layout}))
 
 
 def block_sets(diffusion_model, groups: tuple) -> tuple:
@@ -178,12 +145,7 @@ class JointAttention:
 
         layout, block = options.get(TOKENS_KEY), (options.get("block_type"), options.get("block_index"))
         named = block[0] in ("double", "single")
-        seen = options.get(ENGAGED_KEY)
-        if seen is not None:
-            if named:
-                seen.named += 1
-            else:
-                seen.unnamed += 1
+        count(options, named)
         if layout is None or not named or not kwargs.get("skip_reshape"):
             return host(q)
         if kwargs.get("mask") is not None or q.shape[2] < layout.image.stop:

@@ -12,6 +12,7 @@ from einops import rearrange
 
 from ..consistory_core import image_keys, keep_draw, plan_shared_keys, shared_self_attention, token_grid
 from ..consistory_core.sdsa import gather_pool
+from .engagement import count
 from .host_api import host_attention
 from .passes import PassKind, pass_of
 from .run_state import StoryRun
@@ -45,6 +46,7 @@ class SharedAttention:
         previous: the attn1 replace another pack put at this layer, called per image with
         exactly the keys that image may see."""
         run = self.run
+        count(extra)
         sigma = run.sync_patch(extra)
         attention = previous or host_attention
         layer = (*extra["block"], extra["block_index"])

@@ -28,8 +28,9 @@ from .anchor_replay import AnchorReplay
 from .blend_pass import QueryBlendPass
 from .dift_capture import DiftCapture, dift_sigma
 from .host_api import install_unet_wrapper, model_sampling
+from .engagement import ENGAGED_KEY, FLUX_MIN_HOST, Engagement
 from .injection import Injector, OnePassFeatures
-from .joint_attention import FLUX_MIN_HOST, OVERRIDE_KEY, JointAttention, TokenLayoutStage, is_flux, override_supported
+from .joint_attention import OVERRIDE_KEY, JointAttention, TokenLayoutStage, is_flux, override_supported
 from .layers import attention_positions, dift_block, is_unet
 from .mask_recorder import MaskRecorder
 from .passes import PASS_KEY, SAMPLER_PASS, STORY_KEY, with_pass
@@ -78,8 +79,16 @@ class Story:
         return tuple(s for s in (self.one_pass, self.blend, self.replay, self.recorder, self.tokens) if s is not None)
 
 
-def run_of_samples(model, story: Story, samples: dict) -> int:
-    """The run of ``story`` whose sampler made the LATENT ``samples``."""
+def run_of_samples(model, story: Story, samples: dict, node: str) -> int:
+    """The run of ``story`` whose sampler made the LATENT ``samples``; ``node`` names the asker.
+    Raises, saying what to do, when the model has not sampled: the host made the patched model
+    again after its sampler ran (a cache that drops models between prompts, as ComfyUI 0.38's
+    RAM-pressure cache does, while it kept the sampler's output)."""
+    if story.run.runs == 0:
+        raise ValueError(f"{node}: the model patched by ConsiStory has not sampled since it was made: ComfyUI made "
+                         "it again after its sampler ran (it drops cached models when memory is short) and kept "
+                         "the sampler's output, so that run is gone; queue the prompt again with a change to the "
+                         "sampler (e.g. its seed), or start ComfyUI with --cache-classic")
     return story.run.run_of(model.model.process_latent_in(samples["samples"]))
 
 
@@ -100,15 +109,19 @@ def with_parts(model, story: Story, **parts):
 
 
 def run_stages(call, args):
-    """The pack's UNet wrapper: runs the sampled clone's stages around ``call``. A call that
-    already carries a Pass comes from an outer ConsiStory wrapper and goes straight through."""
+    """The pack's UNet wrapper: runs the sampled clone's stages around ``call``, then checks
+    that ConsiStory's attention patch acted in it (engagement.Engagement). A call that already
+    carries a Pass comes from an outer ConsiStory wrapper and goes straight through."""
     options = args["c"].get("transformer_options", {})
     story = options.get(STORY_KEY)
     if story is None or PASS_KEY in options:
         return call(args)
     story.run.follow(options.get("sample_sigmas"))
     nested = reduce(lambda inner, stage: (lambda a, s=stage, i=inner: s(i, a)), reversed(story.stages()), call)
-    return nested(with_pass(args, SAMPLER_PASS))
+    seen = Engagement()
+    out = nested(with_pass(args, SAMPLER_PASS, **{ENGAGED_KEY: seen}))
+    seen.check(dit=story.tokens is not None)
+    return out
 
 
 def existing_attn1_replace(model_options: dict, position: tuple):
@@ -129,7 +142,8 @@ def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: t
         raise UnsupportedModel(f"ConsiStory works on UNet models (SDXL, SD 1.5, SD 2.x) and Flux.1; this is a "
                                f"{type(model.model).__name__} model, whose transformer the pack does not patch yet")
     if dit and not override_supported():
-        raise UnsupportedModel(f"ConsiStory on Flux needs ComfyUI {FLUX_MIN_HOST} or later (the attention override, Flux blocks named in it); "
+        raise UnsupportedModel(f"ConsiStory on Flux needs ComfyUI {FLUX_MIN_HOST} or later (the attention "
+                               "override, Flux's blocks named in it); "
                                "update ComfyUI")
     m = model.clone()
     sampling = model_sampling(m)

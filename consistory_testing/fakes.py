@@ -17,13 +17,19 @@ class FakePatcher:
         self.model_options["model_function_wrapper"] = f
 
 
-def host_call(m, x, sigma, order, **c):
+def host_call(m, x, sigma, order, attention_patch=True, **c):
     """Calls the model's UNet the way the 2024 host's calc_cond_uncond_batch does; the
-    "UNet" returns its input times 2 and logs (transformer_options, input) of each call."""
+    "UNet" returns its input times 2 and logs (transformer_options, input) of each call.
+    attention_patch: ConsiStory's attention patch runs in it (counts itself in, as the real one
+    does), else another node's took its place."""
+    from .pack import runtime
+    count = runtime("consistory_patches.engagement").count
     log = []
 
     def apply_model(x_in, t, **kw):
         log.append((kw["transformer_options"], x_in))
+        if attention_patch:
+            count(kw["transformer_options"])
         return x_in * 2
 
     options = {**m.model_options["transformer_options"], "cond_or_uncond": list(order), "sigmas": sigma}

@@ -26,7 +26,7 @@ class CollectFeatures:
     def collect(self, model, samples):
         story = story_of(model, "ConsiStory Collect Features")
         run = story.run
-        made_by = run_of_samples(model, story, samples)  # one patched model may feed several samplers
+        made_by = run_of_samples(model, story, samples, "ConsiStory Collect Features")  # one model, several samplers
         try:
             recorded = run.state_of(made_by, "dift", story.dift.recorded_features())
             maps = run.state_of(made_by, "maps", run.tracker.snapshot())

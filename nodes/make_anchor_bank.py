@@ -29,8 +29,8 @@ class MakeAnchorBank:
             raise ValueError("ConsiStory Anchor Bank: the SDSA node has anchors = 0; set anchors to the "
                              "number of images that define the subject (e.g. 2)")
         two_passes = (story.injection or {}).get("mode") == "two passes"
-        try:  # the run that made ``samples``: one patched model may feed several samplers
-            return (recorder.bank({**model_facts(model), "method": story.method()}, two_passes,
-                                  run_of_samples(model, story, samples)),)
+        made_by = run_of_samples(model, story, samples, "ConsiStory Anchor Bank")  # one model may feed several samplers
+        try:
+            return (recorder.bank({**model_facts(model), "method": story.method()}, two_passes, made_by),)
         except ValueError as e:
             raise ValueError(f"ConsiStory Anchor Bank: {e}") from None

@@ -36,7 +36,7 @@ class MaskPreview:
     def preview(self, model, images, opacity, samples=None):
         story = story_of(model, "ConsiStory Mask Preview")
         run = story.run
-        made_by = run.runs if samples is None else run_of_samples(model, story, samples)
+        made_by = run.runs if samples is None else run_of_samples(model, story, samples, "ConsiStory Mask Preview")
         try:
             maps = run.state_of(made_by, "maps", run.tracker.snapshot())
         except ValueError as e:

@@ -81,5 +81,5 @@ class UseAnchors:
             cache_for(bank, "device" if anchor_cache == CACHE_CHOICES[1] else "cpu")
         m, _ = patch_story(model, story, bank.description.sharing,
                            reuse_mapping(bank.anchors, subject.images, share_new), replayed=bank.anchors,
-                           given_masks=bank.subject_masks, replay=AnchorReplay(bank, cache, cache_file))
+                           given_masks=bank.subject_masks, replay=AnchorReplay(bank, cache, cache_file, model.model))
         return (m,)

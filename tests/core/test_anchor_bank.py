@@ -1,10 +1,11 @@
 """The anchor bank file format: round trip, schedule/size/model checks, broken files."""
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from consistory_core.bank_file import AnchorBank, BankDescription, BankError
+from consistory_core.bank_file import FINGERPRINT_OF, AnchorBank, BankDescription, BankError
 
 
 def bank(steps=5, k=2, hw=(6, 8)):
@@ -59,6 +60,29 @@ def test_checks_name_what_differs():
         b.check_latent((4, 8, 8))
     with pytest.raises(BankError, match="4-channel latents, this run 16"):
         b.check_latent((16, 6, 8))
+
+
+def with_model(b, fingerprint, patches, fingerprint_of=FINGERPRINT_OF):
+    b.description = dataclasses.replace(b.description, model_fingerprint=fingerprint, model_patches=patches,
+                                        fingerprint_of=fingerprint_of)
+    return b
+
+
+def test_weights_and_loras_are_checked_and_an_older_lora_bank_by_its_loras(tmp_path):
+    lora = "12 weights patched, strengths 0.8"
+    b = with_model(bank(), "aaaa", lora)
+    b.save(tmp_path / "b.safetensors")
+    assert AnchorBank.load(tmp_path / "b.safetensors").description.fingerprint_of == FINGERPRINT_OF
+    b.check_model("SDXL", 16, "aaaa", lora, FINGERPRINT_OF)
+    with pytest.raises(BankError, match="other model weights or LoRAs"):
+        b.check_model("SDXL", 16, "bbbb", lora, FINGERPRINT_OF)
+    # a bank of an older version hashed its LoRAs written into the weights: it is taken on its LoRAs
+    older = with_model(bank(), "cccc", lora, fingerprint_of="")
+    older.check_model("SDXL", 16, "bbbb", lora, FINGERPRINT_OF)
+    with pytest.raises(BankError, match="other model weights or LoRAs"):
+        older.check_model("SDXL", 16, "bbbb", "12 weights patched, strengths 0.5", FINGERPRINT_OF)
+    with pytest.raises(BankError, match="other model weights or LoRAs"):  # no LoRAs: its hash is the checkpoint's
+        with_model(bank(), "cccc", "none", fingerprint_of="").check_model("SDXL", 16, "bbbb", "none", FINGERPRINT_OF)
 
 
 def test_saving_over_a_larger_file_leaves_a_readable_bank(tmp_path):

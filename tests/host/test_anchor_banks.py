@@ -1,5 +1,6 @@
 """Anchor banks on the real host: a subject made once, saved, loaded in a fresh process and
 reused for new prompts gives the new images exactly what one batch with the anchors gives."""
+import inspect
 import json
 
 import pytest
@@ -246,3 +247,51 @@ def test_use_anchors_says_where_a_reuse_cannot_equal_one_batch(host, latents, ou
         assert said and "at 72x56 px" in said[0] and not close
     else:
         assert not said and close
+
+
+def loaded(patcher, per_layer: bool):
+    """Loads ``patcher`` on the CPU: its weight patches written into the weights, or (per_layer)
+    applied as each layer runs (a partial load's weight functions, as ComfyUI 0.38's dynamic
+    VRAM applies LoRAs)."""
+    cpu = torch.device("cpu")
+    if not per_layer:
+        patcher.patch_model(device_to=cpu)
+    elif "lowvram_model_memory" in inspect.signature(patcher.patch_model).parameters:
+        patcher.patch_model(device_to=cpu, lowvram_model_memory=1)
+    else:  # the 2024 host
+        patcher.patch_model_lowvram(device_to=cpu, lowvram_model_memory=1)
+    return patcher
+
+
+def test_the_fingerprint_is_the_same_with_loras_in_the_weights_and_applied_per_layer(host):
+    """A bank made with a LoRA is accepted on a host that applies it per layer and the reverse;
+    the anchor cache sees a LoRA change either way."""
+    from consistory_testing.pack import pack_module
+    from consistory_testing.tiny_models import tiny_sdxl_unet
+    host_api = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.host_api")
+    model = tiny_sdxl_unet()
+    weights = model.model.state_dict()
+    g = torch.Generator().manual_seed(0)
+    lora = {k: (torch.randn(w.shape, generator=g) * 0.05,) for k, w in weights.items()
+            if k.startswith("diffusion_model.") and k.endswith(".weight")}
+    patched = model.clone()
+    patched.add_patches(lora, 0.8)
+    recorded = host_api.model_fingerprint(patched)
+    for per_layer in (False, True):
+        loaded(patched, per_layer)
+        try:
+            live = patched.model.state_dict()
+            written = any(not torch.equal(live[k], weights[k]) for k in lora)
+            functions = any(getattr(m, "weight_function", None) for m in patched.model.modules())
+            assert (written, functions) == ((False, True) if per_layer else (True, False))
+            assert host_api.model_fingerprint(patched) == recorded, "written into the weights" if not per_layer \
+                else "applied per layer"
+            patched.model.current_patcher = patched  # as the host's pre_run does before sampling
+            assert host_api.sampled_model_fingerprint(patched.model) == recorded[0]
+        finally:
+            patched.unpatch_model()
+            patched.model.current_patcher = None
+    weaker = model.clone()
+    weaker.add_patches(lora, 0.5)
+    assert host_api.model_fingerprint(weaker)[0] != recorded[0]
+    assert host_api.model_fingerprint(model)[0] != recorded[0]

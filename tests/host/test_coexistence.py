@@ -1,4 +1,5 @@
 """ConsiStory beside ControlNet and other packs' attention patches, on the real host."""
+import pytest
 import torch
 
 from consistory_run.graphs import SCENES, story_graph, with_controlnet
@@ -45,6 +46,15 @@ def test_other_packs_attn1_and_attn2_replacements_all_take_effect(host, latents)
     no_sdsa = _chain(story_graph(), before="ConsiStoryAttn1ReplaceProbe", after="ConsiStoryAttn2ReplaceProbe")
     no_sdsa["after"]["inputs"]["model"] = ["before", 0]
     assert not torch.allclose(everything, sample(host, latents, no_sdsa))
+
+
+def test_an_attn1_replace_put_after_sdsa_fails_saying_so(host, latents):
+    """Another pack's attn1 replace on the layers SDSA shares in, set after it, takes SDSA's
+    place there: the run stops, naming the cause, instead of giving unshared images."""
+    from consistory_run.host import GraphError
+    with pytest.raises(GraphError, match="ConsiStory SDSA: the self-attention patch ConsiStory put on this model "
+                                         "was not called: a node after the ConsiStory nodes replaced it"):
+        sample(host, latents, _chain(story_graph(), after="ConsiStoryAttn1ReplaceProbe"))
 
 
 def test_an_attn2_replace_object_applied_before_sdsa_survives(host, latents):

@@ -126,3 +126,32 @@ def test_mask_preview_given_the_samples_shows_the_masks_of_their_run(host, laten
                                                                if k != "samples"}}}
     host.run(without, keep_cache=True)  # without samples: the last run's masks (seed 5)
     assert not torch.equal(latents["masks"], direct)
+
+
+def drop_from_the_hosts_cache(host, node_ids):
+    """What a host cache that evicts under memory pressure (ComfyUI 0.38's default) does
+    between prompts: forgets the outputs of ``node_ids`` and keeps every other node's."""
+    executor = host._executor
+    if hasattr(executor, "caches"):  # ComfyUI 0.3.x: outputs by each node's input signature
+        cache = executor.caches.outputs
+        for node_id in node_ids:
+            del cache.cache[cache.cache_key_set.get_data_key(node_id)]
+    else:  # the 2024 host: outputs by node id
+        for node_id in node_ids:
+            del executor.outputs[node_id]
+
+
+def test_a_patched_model_dropped_from_the_hosts_cache_says_what_to_run_again(host, latents, outputs):
+    """The sampler's output kept, the patched model made again: Anchor Bank says what happened
+    and what to do (not "nothing recorded"), and doing it works."""
+    from consistory_run.graphs import make_subject_graph
+    from consistory_run.host import GraphError
+    graph = make_subject_graph(["in a park", "on a beach"], anchors=2, prefix="dropped", steps=3)
+    host.run(graph, keep_cache=True)
+    drop_from_the_hosts_cache(host, ["sdsa", "bank", "save_bank"])
+    with pytest.raises(GraphError, match=r"ConsiStory Anchor Bank: the model patched by ConsiStory has not sampled "
+                                         r"since it was made: .* change to the sampler \(e\.g\. its seed\)"):
+        host.run(graph, keep_cache=True)
+    graph["sampler"]["inputs"]["seed"] += 1
+    host.run(graph, keep_cache=True)
+    assert len(list((outputs / "consistory_banks").glob("dropped_*.safetensors"))) == 2

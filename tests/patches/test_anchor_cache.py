@@ -1,5 +1,7 @@
 """The anchor cache without a host: which calls play from it, its file round trip, and what
 changes its identity."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -78,15 +80,28 @@ def test_device_place_keeps_entries_where_they_are_used():
 
 def test_identity_follows_weights_settings_and_patches():
     bank_key = b"bank"
-    net = torch.nn.Linear(4, 4)
-    base = cache_module.cache_identity(bank_key, {"blend": None}, net, {})
-    assert cache_module.cache_identity(bank_key, {"blend": None}, net, {}) == base
-    assert cache_module.cache_identity(bank_key, {"blend": {"end": 0.2}}, net, {}) != base
-    assert cache_module.cache_identity(bank_key, {"blend": None}, net,
+    base = cache_module.cache_identity(bank_key, {"blend": None}, "weights", {})
+    assert cache_module.cache_identity(bank_key, {"blend": None}, "weights", {}) == base
+    assert cache_module.cache_identity(bank_key, {"blend": {"end": 0.2}}, "weights", {}) != base
+    assert cache_module.cache_identity(bank_key, {"blend": None}, "weights",
                                        {"patches": {"output_block_patch": [lambda h, s, e: (h, s)]}}) != base
+    assert cache_module.cache_identity(bank_key, {"blend": None}, "other weights", {}) != base
+
+
+def test_the_sampled_models_fingerprint_is_its_patchers_else_its_weights_as_they_are():
+    host_api = runtime("consistory_patches.host_api")
+    net = torch.nn.Linear(4, 4)
+    alone = SimpleNamespace(diffusion_model=net)  # the 2024 host: no current_patcher
+    before = host_api.sampled_model_fingerprint(alone)
     with torch.no_grad():
-        net.weight[0, 0] += 0.5  # a LoRA applied to the weights
-    assert cache_module.cache_identity(bank_key, {"blend": None}, net, {}) != base
+        net.weight[0, 0] += 0.5  # a LoRA written into the weights
+    assert host_api.sampled_model_fingerprint(alone) != before
+    patcher = SimpleNamespace(model=SimpleNamespace(diffusion_model=net), patches={}, backup={})
+    sampled = SimpleNamespace(diffusion_model=net, current_patcher=patcher)
+    assert host_api.sampled_model_fingerprint(sampled) == host_api.model_fingerprint(patcher)[0]
+    patcher.patches = {"diffusion_model.weight": [(0.8, (torch.ones(4, 4),), 1.0)]}  # a LoRA applied per layer
+    assert host_api.sampled_model_fingerprint(sampled) != host_api.model_fingerprint(
+        SimpleNamespace(model=patcher.model, patches={}, backup={}))[0]
 
 
 def test_at_most_two_banks_keep_caches():

@@ -2,6 +2,7 @@
 fixed nesting whatever order the nodes were applied in; and the keyed-wrapper host path."""
 import dataclasses
 
+import pytest
 import torch
 
 from consistory_testing.fakes import FakePatcher, host_call
@@ -53,6 +54,14 @@ def test_stages_nest_in_the_fixed_order_whatever_order_the_nodes_added_them():
     assert [name for name, _ in log] == ["one_pass", "blend", "recorder"]
     assert {kind for _, kind in log} == {"sampler"}
     assert torch.equal(out, torch.full((4, 1), 2.0)) and len(calls) == 1
+
+
+def test_a_call_in_which_consistorys_attention_patch_did_not_run_fails_naming_the_cause():
+    m = patched(story_with([], recorder=1))
+    with pytest.raises(runtime("consistory_patches.engagement").NotEngaged,
+                       match="the self-attention patch ConsiStory put on this model was not called"):
+        host_call(m, torch.ones(4, 1), torch.full((4,), 3.0), [1, 0], attention_patch=False)
+    host_call(m, torch.ones(4, 1), torch.full((4,), 3.0), [1, 0])
 
 
 def test_the_wrapper_chains_the_one_already_on_the_model_and_is_installed_once():
@@ -119,6 +128,7 @@ def test_on_a_host_with_keyed_wrappers_it_registers_one_apply_model_wrapper(monk
 
     def executor(x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None, **kw):
         seen.append((x, t, c_crossattn, passes.pass_of(transformer_options).kind, kw))
+        runtime("consistory_patches.engagement").count(transformer_options)  # ConsiStory's attention ran
         return x * 2
 
     options = {**m.model_options["transformer_options"], "cond_or_uncond": [1, 0]}
