@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import math
 import os
-from types import SimpleNamespace
 
 import torch
 
@@ -107,7 +106,7 @@ class AnchorReplay:
 
     def _use_cache(self, story, options: dict) -> None:
         """The cache holds the parts of this bank, model and settings (from its file where there is one)."""
-        weights = sampled_model_fingerprint(self.base_model or SimpleNamespace(diffusion_model=story.masks.diffusion_model))
+        weights = sampled_model_fingerprint(self.base_model, story.masks.diffusion_model)
         identity = cache_identity(self.cache.bank_key, story.method(), weights, options)
         fresh = identity != self.cache.identity
         self.cache.use(identity)

@@ -172,16 +172,17 @@ def model_fingerprint(model) -> tuple:
     return h.hexdigest()[:16], summary
 
 
-def sampled_model_fingerprint(base_model) -> str:
+def sampled_model_fingerprint(base_model, diffusion_model) -> str:
     """The fingerprint of the model a sampler is running now: of the ModelPatcher the host
-    points the model at before it samples (``current_patcher``, ComfyUI 0.3.x and 0.38), else
-    (the 2024 host) of the UNet's weights as they are (its LoRAs are written into them)."""
+    points its model object ``base_model`` at before it samples (``current_patcher``, ComfyUI
+    0.3.x and 0.38), else (the 2024 host, or no model object) of ``diffusion_model``'s weights
+    as they are (the 2024 host writes its LoRAs into them)."""
     patcher = getattr(base_model, "current_patcher", None)
     if patcher is not None:
         return model_fingerprint(patcher)[0]
     import hashlib
     h = hashlib.sha1()
-    hash_weights(h, base_model.diffusion_model, values=64)
+    hash_weights(h, diffusion_model, values=64)
     return h.hexdigest()[:16]
 
 

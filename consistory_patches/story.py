@@ -27,8 +27,8 @@ from .anchor_record import AnchorRecorder
 from .anchor_replay import AnchorReplay
 from .blend_pass import QueryBlendPass
 from .dift_capture import DiftCapture, dift_sigma
-from .host_api import install_unet_wrapper, model_sampling
 from .engagement import ENGAGED_KEY, FLUX_MIN_HOST, Engagement
+from .host_api import install_unet_wrapper, model_sampling
 from .injection import Injector, OnePassFeatures
 from .joint_attention import OVERRIDE_KEY, JointAttention, TokenLayoutStage, is_flux, override_supported
 from .layers import attention_positions, dift_block, is_unet

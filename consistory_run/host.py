@@ -215,7 +215,7 @@ class Host:
         (0: no RAM-pressure eviction)."""
         executor = self.execution.PromptExecutor
         if "cache_args" in inspect.signature(executor).parameters:
-            return executor(_SilentServer(), cache_args=EXECUTOR_CACHE_ARGS)
+            return executor(_SilentServer(), cache_args=dict(EXECUTOR_CACHE_ARGS))
         return executor(_SilentServer())
 
     def run(self, prompt: dict, keep_cache: bool = False) -> None:

@@ -287,7 +287,7 @@ def test_the_fingerprint_is_the_same_with_loras_in_the_weights_and_applied_per_l
             assert host_api.model_fingerprint(patched) == recorded, "written into the weights" if not per_layer \
                 else "applied per layer"
             patched.model.current_patcher = patched  # as the host's pre_run does before sampling
-            assert host_api.sampled_model_fingerprint(patched.model) == recorded[0]
+            assert host_api.sampled_model_fingerprint(patched.model, patched.model.diffusion_model) == recorded[0]
         finally:
             patched.unpatch_model()
             patched.model.current_patcher = None

@@ -92,15 +92,15 @@ def test_the_sampled_models_fingerprint_is_its_patchers_else_its_weights_as_they
     host_api = runtime("consistory_patches.host_api")
     net = torch.nn.Linear(4, 4)
     alone = SimpleNamespace(diffusion_model=net)  # the 2024 host: no current_patcher
-    before = host_api.sampled_model_fingerprint(alone)
+    before = host_api.sampled_model_fingerprint(alone, net)
     with torch.no_grad():
         net.weight[0, 0] += 0.5  # a LoRA written into the weights
-    assert host_api.sampled_model_fingerprint(alone) != before
+    assert host_api.sampled_model_fingerprint(alone, net) != before
     patcher = SimpleNamespace(model=SimpleNamespace(diffusion_model=net), patches={}, backup={})
     sampled = SimpleNamespace(diffusion_model=net, current_patcher=patcher)
-    assert host_api.sampled_model_fingerprint(sampled) == host_api.model_fingerprint(patcher)[0]
+    assert host_api.sampled_model_fingerprint(sampled, net) == host_api.model_fingerprint(patcher)[0]
     patcher.patches = {"diffusion_model.weight": [(0.8, (torch.ones(4, 4),), 1.0)]}  # a LoRA applied per layer
-    assert host_api.sampled_model_fingerprint(sampled) != host_api.model_fingerprint(
+    assert host_api.sampled_model_fingerprint(sampled, net) != host_api.model_fingerprint(
         SimpleNamespace(model=patcher.model, patches={}, backup={}))[0]
 
 
