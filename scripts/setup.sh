@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with the CPU torch wheel, the test/host dependencies and the two ComfyUI
-# host snapshots the tests run on (cached under ~/.cache/consistory-host). Safe to run again.
+# Creates .venv with the CPU torch wheel, the test/host dependencies and the ComfyUI host
+# the tests run on (0.3.75, cached under ~/.cache/consistory-host). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

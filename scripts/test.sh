@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole suite: the host-free tests once, then the host tests on each ComfyUI
-# version CI covers (the 2024 snapshot and ComfyUI 0.3.75). Arguments go to every pytest
-# run (e.g. -x, -k NAME). Ends with one "N passed, N failed" line; exits non-zero if any
+# Runs the whole suite: the host-free tests, then the host tests on each ComfyUI version CI
+# covers (ComfyUI 0.3.75). Arguments go to every pytest run (e.g. -x, -k NAME). Ends with one "N passed, N failed" line; exits non-zero if any
 # run failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +21,7 @@ run() {
   [ "$rc" = 0 ] || status=1
 }
 run "tests without a host (core, patches)" $PY -m pytest tests/core tests/patches -q "$@"
-for host in 2024 0.3.75; do
+for host in 0.3.75; do
   run "host tests on ComfyUI $host" env CONSISTORY_HOST=$host $PY -m pytest tests/host tests/world -q "$@"
 done
 count() { grep -oE "[0-9]+ $1" "$summaries" | awk '{s += $1} END {print s + 0}'; }

@@ -1,6 +1,5 @@
 """Anchor banks on the real host: a subject made once, saved, loaded in a fresh process and
 reused for new prompts gives the new images exactly what one batch with the anchors gives."""
-import inspect
 import json
 
 import pytest
@@ -253,13 +252,7 @@ def loaded(patcher, per_layer: bool):
     """Loads ``patcher`` on the CPU: its weight patches written into the weights, or (per_layer)
     applied as each layer runs (a partial load's weight functions, as ComfyUI 0.38's dynamic
     VRAM applies LoRAs)."""
-    cpu = torch.device("cpu")
-    if not per_layer:
-        patcher.patch_model(device_to=cpu)
-    elif "lowvram_model_memory" in inspect.signature(patcher.patch_model).parameters:
-        patcher.patch_model(device_to=cpu, lowvram_model_memory=1)
-    else:  # the 2024 host
-        patcher.patch_model_lowvram(device_to=cpu, lowvram_model_memory=1)
+    patcher.patch_model(device_to=torch.device("cpu"), lowvram_model_memory=1 if per_layer else 0)
     return patcher
 
 

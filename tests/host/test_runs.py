@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from consistory_run.graphs import story_graph
-from consistory_run.host import host_name
 
 
 def run(host, latents, graph, keep_cache=False):
@@ -18,9 +17,6 @@ def test_a_run_stopped_after_its_first_step_leaves_nothing_to_the_next_run(host,
     """A 1-step run (or one cancelled during step 1) stops at the schedule's first sigma; the
     next run on the cached patched model starts at that same sigma, and must start afresh:
     exactly what the same graph gives on a fresh server."""
-    if host_name() == "2024":
-        pytest.skip("the 2024 host does not pass the schedule to the model, so a new run that starts at "
-                    "the sigma the last one stopped at looks like its continuation (README, Known limits)")
     graph = story_graph(steps=6, blend=True, inject="fast")
     fresh = run(host, latents, graph).clone()
     run(host, latents, story_graph(steps=1, blend=True, inject="fast"), keep_cache=True)
@@ -131,14 +127,9 @@ def test_mask_preview_given_the_samples_shows_the_masks_of_their_run(host, laten
 def drop_from_the_hosts_cache(host, node_ids):
     """What a host cache that evicts under memory pressure (ComfyUI 0.38's default) does
     between prompts: forgets the outputs of ``node_ids`` and keeps every other node's."""
-    executor = host._executor
-    if hasattr(executor, "caches"):  # ComfyUI 0.3.x: outputs by each node's input signature
-        cache = executor.caches.outputs
-        for node_id in node_ids:
-            del cache.cache[cache.cache_key_set.get_data_key(node_id)]
-    else:  # the 2024 host: outputs by node id
-        for node_id in node_ids:
-            del executor.outputs[node_id]
+    cache = host._executor.caches.outputs  # by each node's input signature
+    for node_id in node_ids:
+        del cache.cache[cache.cache_key_set.get_data_key(node_id)]
 
 
 def test_a_patched_model_dropped_from_the_hosts_cache_says_what_to_run_again(host, latents, outputs):

@@ -11,7 +11,6 @@ thresholds, and a window's ends may miss the paper's by a step (ddim_uniform, no
 import pytest
 
 from consistory_run.graphs import story_graph
-from consistory_run.host import host_name
 
 
 def paper_steps(n: int) -> tuple[set, set]:
@@ -54,25 +53,16 @@ def observed_steps(host, n: int, scheduler: str, sampler: str = "euler") -> tupl
 def test_blend_and_injection_run_on_the_papers_steps(host, n, scheduler):
     blend, inject, _ = observed_steps(host, n, scheduler)
     paper_blend, paper_inject = paper_steps(n)
-    if host_name() != "2024":
-        assert (sorted(blend), sorted(inject)) == (sorted(paper_blend), sorted(paper_inject))
-        return
-    for seen, paper in ((blend, paper_blend), (inject, paper_inject)):  # sigma thresholds
-        assert seen == set(range(min(seen), max(seen) + 1)), seen
-        assert abs(min(seen) - min(paper)) <= 2 and abs(max(seen) - max(paper)) <= 2, (seen, paper)
+    assert (sorted(blend), sorted(inject)) == (sorted(paper_blend), sorted(paper_inject))
 
 
 @pytest.mark.parametrize("sampler", ["heun", "dpm_2", "dpmpp_2s_ancestral", "dpmpp_sde", "uni_pc"])
 def test_samplers_that_evaluate_mid_points_count_one_step_per_sampler_step(host, sampler):
     """heun and dpm_2 evaluate twice per step (dpm_2 at a mid-point sigma that is on no
-    schedule); the windows, the dropout draws and the mask window count sampler steps. Where
-    the host passes the schedule, a call's step is its place in it; the 2024 host counts each
-    new sigma as a step, so there only the run itself is checked."""
+    schedule); the windows, the dropout draws and the mask window count sampler steps: the
+    host passes the schedule, and a call's step is its place in it."""
     n = 20
     blend, inject, counted = observed_steps(host, n, "normal", sampler)
-    if host_name() == "2024":
-        assert blend and inject
-        return
     assert (sorted(blend), sorted(inject), counted) == (sorted(paper_steps(n)[0]), sorted(paper_steps(n)[1]), n)
 
 
@@ -91,9 +81,6 @@ def test_dpm_adaptive_going_back_up_after_a_rejected_step_stays_in_its_run(host)
     evaluation is at a higher sigma than the last. Where the host passes the schedule, that is
     not a new run (masks and steps go on)."""
     from consistory_testing.probes import StepProbe
-    if host_name() == "2024":
-        pytest.skip("the 2024 host does not pass the schedule: a sampler going back up starts a new run there "
-                    "(README, Known limits)")
     g = story_graph(["in a park", "on a beach", "in a kitchen"], anchors=2, steps=10, width=64, height=64, blend=True)
     g["probe"] = {"class_type": "ConsiStoryStepProbe", "inputs": {"model": ["blend", 0]}}
     # the stock dpm_adaptive node with a tight tolerance, so that it rejects steps
@@ -118,8 +105,6 @@ def test_a_leading_schedule_that_starts_below_the_top_gets_the_papers_steps(host
     yet it is a whole schedule ending at 0, so blending and injection run on the reference's
     steps (at 30: blend 1-3, injection 3-10) and not on sigma thresholds (blend 1, injection 2-8)."""
     from consistory_testing.probes import StepProbe
-    if host_name() == "2024":
-        pytest.skip("the 2024 host does not pass the schedule to the model: windows are sigma thresholds there")
     g = story_graph(["in a park", "on a beach", "in a kitchen"], anchors=2, steps=n, width=64, height=64,
                     blend=True, inject="fast")
     g["probe"] = {"class_type": "ConsiStoryStepProbe", "inputs": {"model": ["inject", 0]}}
