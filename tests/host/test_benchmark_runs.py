@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH = [sys.executable, "benchmarks/sdxl_cost.py", "--unet", "tiny"]
 
 
-def bench(*args, timeout=120):
+def bench(*args, timeout=600):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(BENCH + list(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
