@@ -43,7 +43,7 @@ def page(tmp_path_factory):
                                                      {"Content-Type": "application/json"})
                     urllib.request.urlopen(request, timeout=30).close()
             driver.get(url)
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + 300
             while not driver.execute_script("return !!(window.app && window.app.graph && window.LiteGraph)"):
                 assert time.monotonic() < deadline, "the ComfyUI page did not start"
                 time.sleep(0.5)

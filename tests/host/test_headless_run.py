@@ -15,7 +15,7 @@ def test_headless_run_writes_images_and_mask_overlays(tmp_path):
     out = tmp_path / "story"
     args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "3", "--tiny",
             "--width", "128", "--height", "96", "--scene", "walking in a park", "--scene", "reading a book"]
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "--tiny: a tiny SDXL-shaped model" in proc.stdout
     run = out / "run_001"
@@ -33,7 +33,7 @@ def test_without_a_checkpoint_the_story_world_model_draws_the_story_and_the_plai
     with the same seed, and a sheet with both rows."""
     out = tmp_path / "story"
     proc = subprocess.run([sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "6"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "the story-world model trained in this repository" in proc.stdout
     run = out / "run_001"
@@ -74,7 +74,7 @@ def test_a_checkpoint_path_inside_the_repository_fails_fast_with_one_line(tmp_pa
     args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "2", "--width", "128",
             "--height", "128", "--ckpt", str(fake)]
     start = time.monotonic()
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=240, env=dict(os.environ))
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert time.monotonic() - start < 120
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
@@ -85,7 +85,7 @@ def test_a_checkpoint_path_inside_the_repository_fails_fast_with_one_line(tmp_pa
 
 def test_help_lists_every_option_with_its_default():
     proc = subprocess.run([sys.executable, "-m", "consistory_run", "--help"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=600)
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
     for option in ("--out", "--subject", "--words", "--scene", "--style", "--negative", "--seed", "--width",
@@ -106,11 +106,11 @@ def test_the_cli_runs_the_workflows_method_with_two_subjects_and_automatic_words
     args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "3", "--width", "128", "--tiny",
             "--height", "128", "--subject", "a red fox", "--subject", "an old man with a hat",
             "--scene", "in a park", "--scene", "at the beach", "--scene", "in a kitchen"]
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((out / "run_001").glob("0*_mask.png"))) == 3
     proc = subprocess.run(args[:3] + ["--subject", "a", "--subject", "b", "--words", "x"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "2 --subject but 1 --words" in proc.stderr
 
 
@@ -124,7 +124,7 @@ def test_the_cli_runs_the_workflows_method_with_two_subjects_and_automatic_words
     (["--ckpt", "no_such_model.safetensors"], "checkpoint not found: no_such_model.safetensors; looked in")])
 def test_bad_options_are_one_line_before_the_host_starts(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "-m", "consistory_run", "--out", str(tmp_path / "o"), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "starting the ComfyUI host" not in proc.stdout
 
@@ -134,7 +134,7 @@ def test_each_run_has_its_own_folder_and_the_hosts_start_up_noise_is_one_line(tm
     args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "2", "--width", "64", "--tiny",
             "--height", "64", "--scene", "in a park", "--scene", "at the beach"]
     for _ in range(2):
-        proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["run_001", "run_002"]
     assert sorted(p.name for p in (out / "run_002").iterdir()) == [
@@ -152,7 +152,7 @@ def test_the_runner_is_a_command_that_works_from_any_folder(tmp_path):
     assert command.is_file(), "run scripts/setup.sh (pip install -e .) first"
     for args in ([str(command)], [sys.executable, "-m", "consistory_run"]):
         proc = subprocess.run(args + ["--out", "story", "--tiny", "--steps", "1", "--width", "64", "--height", "64",
-                                      "--scene", "in a park"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                                      "--scene", "in a park"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "story").iterdir()) == ["run_001", "run_002"]
     assert (tmp_path / "story" / "run_002" / "01_in_a_park.png").is_file()
