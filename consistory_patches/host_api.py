@@ -102,13 +102,15 @@ def weights_sample(t, values: int = 4096) -> bytes:
     return flat[::max(1, flat.numel() // values)][:values].float().cpu().numpy().tobytes()
 
 
-def hash_weights(h, module, every: int = 1, values: int = 4096) -> None:
+def hash_weights(h, module, every: int = 1, values: int = 4096, originals: dict | None = None) -> None:
     """Adds to the hash ``h`` the name and ``values`` sampled values of every ``every``-th
-    tensor of ``module``'s state dict (the weights as they are now, patches applied)."""
+    tensor of ``module``'s state dict (the weights as they are now, patches applied), or of the
+    tensor ``originals`` holds under that name."""
+    originals = originals or {}
     for i, (name, tensor) in enumerate(module.state_dict().items()):
         if i % every == 0:
             h.update(name.encode())
-            h.update(weights_sample(tensor, values))
+            h.update(weights_sample(originals.get(name, tensor), values))
 
 
 def patch_kinds(options: dict) -> str:
@@ -141,12 +143,10 @@ def hash_base_weights(h, model, every: int = 50, values: int = 4096) -> None:
     weights (a full load: the originals are in ``model.backup``) or applied per layer as it runs
     (a partial load's weight functions; ComfyUI 0.38's dynamic VRAM), so the weights are the
     checkpoint's."""
-    backup = getattr(model, "backup", None) or {}
-    for i, (name, tensor) in enumerate(model.model.diffusion_model.state_dict().items()):
-        if i % every == 0:
-            kept = backup.get("diffusion_model." + name)
-            h.update(name.encode())
-            h.update(weights_sample(tensor if kept is None else getattr(kept, "weight", kept), values))
+    prefix = "diffusion_model."
+    originals = {key[len(prefix):]: getattr(kept, "weight", kept)
+                 for key, kept in (getattr(model, "backup", None) or {}).items() if key.startswith(prefix)}
+    hash_weights(h, model.model.diffusion_model, every, values, originals)
 
 
 def model_fingerprint(model) -> tuple:
