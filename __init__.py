@@ -1,8 +1,8 @@
 """comfyui-consistory: training-free consistent subjects for SDXL (and SD 1.5, SD 2.x, Flux.1) in ComfyUI
 (ConsiStory, Tewel et al., ACM TOG 2024)."""
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from .nodes import comfy_entrypoint
 from .server_routes import register_on_host
 
 register_on_host()  # POST /consistory/banks, where ComfyUI runs its server
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+__all__ = ["comfy_entrypoint"]

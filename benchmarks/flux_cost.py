@@ -37,7 +37,7 @@ FULL_WIDTH = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_di
 def models(classes, n: int, args):
     """{configuration: patched model} on one Flux, and the sampling inputs for n images."""
     import torch
-    from consistory_testing.pack import pack_module
+    from consistory_testing.pack import pack_module, run_node
     from consistory_testing.tiny_models import TINY_FLUX, tiny_flux
     config = dict(FULL_WIDTH, depth=args.double, depth_single_blocks=args.single) if args.width == "full" else \
         dict(TINY_FLUX, context_in_dim=4096, vec_in_dim=768)
@@ -53,11 +53,11 @@ def models(classes, n: int, args):
     values = pack_module(classes, "consistory_patches.values")
     story = values.StorySubject(prompts=tuple(f"scene {i}" for i in range(n)), subjects=(("a man", ("man",)),),
                                 positions=tuple(((5,),) for _ in range(n)), word_subject=(0,), token_length=args.text)
-    sdsa_node, blend, inject = (classes[k]() for k in ("ConsiStorySDSA", "ConsiStoryQueryBlend",
+    sdsa_node, blend, inject = (classes[k] for k in ("ConsiStorySDSA", "ConsiStoryQueryBlend",
                                                         "ConsiStoryFeatureInjection"))
-    (sdsa,) = sdsa_node.patch(base, story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
-    built = {"vanilla": base, "sdsa": sdsa, "sdsa+blend": blend.patch(sdsa, 0.9, 0.81836735, 1.0)[0],
-             "sdsa+inject": inject.patch(sdsa, 0.8, 0.0, 1.0, 261, 0)[0]}  # windows over the whole probe
+    (sdsa,) = run_node(sdsa_node, base, story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+    built = {"vanilla": base, "sdsa": sdsa, "sdsa+blend": run_node(blend, sdsa, 0.9, 0.81836735, 1.0)[0],
+             "sdsa+inject": run_node(inject, sdsa, 0.8, 0.0, 1.0, 261, 0)[0]}  # windows over the whole probe
     g = torch.Generator().manual_seed(0)
     positive = [[torch.randn(n, args.text, 4096, generator=g) * 0.1,
                  {"pooled_output": torch.randn(n, 768, generator=g), "guidance": 3.5}]]

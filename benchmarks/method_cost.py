@@ -75,30 +75,31 @@ def main() -> None:
     classes, base, positive_all, negative, latent_all, noise_all = build(a)
     import comfy.sample
     import torch
+    from consistory_testing.pack import run_node
     from consistory_testing.probes import ChunkRecorder
     k, n = ANCHORS, a.images
     rows = lambda cond, r: [[cond[0][0][r], {"pooled_output": cond[0][1]["pooled_output"][r]}]]
     positive, latent, noise = rows(positive_all, slice(k, None)), latent_all[k:], noise_all[k:]
     (counted,) = ChunkRecorder().patch(base)
-    sdsa_node = classes["ConsiStorySDSA"]()
-    (sdsa,) = sdsa_node.patch(counted, story_subject(classes, n), 0.5, 0, 0, 0.0, 1.0, "output (paper)")
-    (blend,) = classes["ConsiStoryQueryBlend"]().patch(sdsa, 0.9, 0.81836735, 0.1)
-    (fast,) = classes["ConsiStoryFeatureInjection"]().patch(blend, 0.8, 0.1, 0.33, 261, 0)
+    sdsa_node = classes["ConsiStorySDSA"]
+    (sdsa,) = run_node(sdsa_node, counted, story_subject(classes, n), 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+    (blend,) = run_node(classes["ConsiStoryQueryBlend"], sdsa, 0.9, 0.81836735, 0.1)
+    (fast,) = run_node(classes["ConsiStoryFeatureInjection"], blend, 0.8, 0.1, 0.33, 261, 0)
 
     def sample(m, pos=positive, lat=latent, noi=noise):
         return comfy.sample.sample(m, noi, a.steps, 5.0, "ddim", "ddim_uniform", pos, negative,
                                    lat, seed=1, disable_pbar=True)
 
-    (in_batch,) = sdsa_node.patch(counted, story_subject(classes, k + n), 0.5, 0, k, 0.0, 1.0, "output (paper)")
-    (anchors_only,) = sdsa_node.patch(counted, story_subject(classes, k), 0.5, 0, k, 0.0, 1.0, "output (paper)")
+    (in_batch,) = run_node(sdsa_node, counted, story_subject(classes, k + n), 0.5, 0, k, 0.0, 1.0, "output (paper)")
+    (anchors_only,) = run_node(sdsa_node, counted, story_subject(classes, k), 0.5, 0, k, 0.0, 1.0, "output (paper)")
     first = sample(anchors_only, rows(positive_all, slice(0, k)), latent_all[:k], noise_all[:k])
-    (bank,) = classes["ConsiStoryAnchorBank"]().make(anchors_only, {"samples": first})
-    (reuse,) = classes["ConsiStoryUseAnchors"]().patch(counted, bank, story_subject(classes, n), False)
+    (bank,) = run_node(classes["ConsiStoryAnchorBank"], anchors_only, {"samples": first})
+    (reuse,) = run_node(classes["ConsiStoryUseAnchors"], counted, bank, story_subject(classes, n), False)
 
     def exact():
         first = sample(blend)
-        (features,) = classes["ConsiStoryCollectFeatures"]().collect(blend, {"samples": first})
-        (second,) = classes["ConsiStoryFeatureInjection"]().patch(blend, 0.8, 0.1, 0.33, 261, 0, features)
+        (features,) = run_node(classes["ConsiStoryCollectFeatures"], blend, {"samples": first})
+        (second,) = run_node(classes["ConsiStoryFeatureInjection"], blend, 0.8, 0.1, 0.33, 261, 0, features)
         return sample(second)
 
     runs = {"vanilla": lambda: sample(counted), "sdsa": lambda: sample(sdsa),

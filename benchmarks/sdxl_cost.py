@@ -40,6 +40,7 @@ from pathlib import Path
 import psutil
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
+from consistory_testing.pack import pack_module, run_node  # noqa: E402
 
 ANCHORS = 2
 CONFIGS = ("vanilla", "sdsa", "sdsa+blend", "sdsa+inject", "reuse (2 anchors)", "reuse (cached)")
@@ -152,26 +153,25 @@ class Bench:
         latent = torch.zeros(total, 4, size // 8, size // 8)
         self.latent, self.noise = latent, comfy.sample.prepare_noise(latent, 1)
         base = self.timer.patch(model)
-        sdsa_node, blend_node, inject_node = (classes[k]() for k in ("ConsiStorySDSA", "ConsiStoryQueryBlend",
+        sdsa_node, blend_node, inject_node = (classes[k] for k in ("ConsiStorySDSA", "ConsiStoryQueryBlend",
                                                                       "ConsiStoryFeatureInjection"))
-        (sdsa,) = sdsa_node.patch(base, story(classes, n), 0.5, 0, 0, 0.0, 1.0, "output (paper)")
-        (blend,) = blend_node.patch(sdsa, 0.9, 0.81836735, blend_end)
-        (inject,) = inject_node.patch(sdsa, 0.8, *inject_range, 261, 0)
-        (full,) = inject_node.patch(blend, 0.8, *inject_range, 261, 0)
+        (sdsa,) = run_node(sdsa_node, base, story(classes, n), 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+        (blend,) = run_node(blend_node, sdsa, 0.9, 0.81836735, blend_end)
+        (inject,) = run_node(inject_node, sdsa, 0.8, *inject_range, 261, 0)
+        (full,) = run_node(inject_node, blend, 0.8, *inject_range, 261, 0)
         self.models = {"vanilla": base, "sdsa": sdsa, "sdsa+blend": blend, "sdsa+inject": inject,
                        "full (fast)": full}
         self.bank_bytes = self.cache = None
         if reuse:
-            (anchors,) = sdsa_node.patch(base, story(classes, ANCHORS), 0.5, 0, ANCHORS, 0.0, 1.0, "output (paper)")
+            (anchors,) = run_node(sdsa_node, base, story(classes, ANCHORS), 0.5, 0, ANCHORS, 0.0, 1.0, "output (paper)")
             made = self.sample(anchors, slice(0, ANCHORS))
-            (bank,) = classes["ConsiStoryAnchorBank"]().make(anchors, {"samples": made})
-            use = classes["ConsiStoryUseAnchors"]()
-            (self.models["reuse (2 anchors)"],) = use.patch(base, bank, story(classes, n), False, "off")
-            (cached,) = use.patch(base, bank, story(classes, n), False, "CPU memory")
+            (bank,) = run_node(classes["ConsiStoryAnchorBank"], anchors, {"samples": made})
+            use = classes["ConsiStoryUseAnchors"]
+            (self.models["reuse (2 anchors)"],) = run_node(use, base, bank, story(classes, n), False, "off")
+            (cached,) = run_node(use, base, bank, story(classes, n), False, "CPU memory")
             self.sample(cached)  # the first run replays the anchors and fills the anchor cache
             self.models["reuse (cached)"] = cached
             self.bank_bytes = sum(t.numel() * t.element_size() for t in bank.tensors().values())
-            from consistory_testing.pack import pack_module
             self.cache = pack_module(classes, "consistory_patches.anchor_cache").cache_for(bank, "cpu")
         self.full_models = (blend, inject_node)
 
@@ -184,8 +184,8 @@ class Bench:
     def exact(self):
         blend, inject_node = self.full_models
         first = self.sample(blend)
-        (features,) = self.classes["ConsiStoryCollectFeatures"]().collect(blend, {"samples": first})
-        (second,) = inject_node.patch(blend, 0.8, 0.1, 0.33, 261, 0, features)
+        (features,) = run_node(self.classes["ConsiStoryCollectFeatures"], blend, {"samples": first})
+        (second,) = run_node(inject_node, blend, 0.8, 0.1, 0.33, 261, 0, features)
         return self.sample(second)
 
     def generate(self, name):

@@ -12,11 +12,17 @@ COLUMN, ROW, MARGIN, GROUP_GAP, GROUP_TITLE = 400, 40, 40, 60, 90
 
 
 def input_specs(node_class) -> list[tuple[str, object, dict]]:
+    """(name, kind, options) of a node's inputs in widget order; a combo's kind is its list of
+    choices, as a V1 node declares it (a V3 node's declaration says "COMBO" with the choices in
+    its options)."""
     spec = node_class.INPUT_TYPES()
     out = []
     for section in ("required", "optional"):
         for name, value in spec.get(section, {}).items():
-            out.append((name, value[0], value[1] if len(value) > 1 else {}))
+            kind, options = value[0], dict(value[1]) if len(value) > 1 else {}
+            if kind == "COMBO":
+                kind = options.pop("options")
+            out.append((name, kind, options))
     return out
 
 

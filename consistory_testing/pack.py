@@ -41,3 +41,9 @@ def runtime(name: str):
     import importlib
     import_runtime()
     return importlib.import_module(f"consistory_pack.{name}")
+
+
+def run_node(node_class, *inputs, **named) -> tuple:
+    """A pack node's outputs for its inputs, as the host's executor gets them: the values of
+    the NodeOutput its V3 ``execute`` returns."""
+    return tuple(node_class.execute(*inputs, **named).args)

@@ -1,5 +1,6 @@
-"""The pack's nodes: one module per node, each only declaring its inputs and calling the
-runtime (consistory_patches). Node ids never change, so saved workflows keep loading."""
+"""The pack's nodes, declared with ComfyUI's V3 node API: one module per node, each only
+declaring its inputs and calling the runtime (consistory_patches). Node ids never change, so
+saved workflows keep loading; the host lists them through ``comfy_entrypoint``."""
 from .bank_latent import BankLatent
 from .collect_features import CollectFeatures
 from .feature_injection import FeatureInjection
@@ -8,42 +9,23 @@ from .make_anchor_bank import MakeAnchorBank
 from .mask_preview import MaskPreview
 from .query_blend import QueryBlend
 from .save_load_bank import LoadAnchorBank, SaveAnchorBank
+from .sockets import ComfyExtension
 from .story_prompts import StoryPrompts
 from .subject_driven_attention import SubjectDrivenSelfAttention
 from .subject_from_image import SubjectFromImage
 from .subject_masks import SubjectMaskSettings
 from .use_anchors import UseAnchors
 
-NODE_CLASS_MAPPINGS = {
-    "ConsiStoryStoryPrompts": StoryPrompts,
-    "ConsiStorySubjectMasks": SubjectMaskSettings,
-    "ConsiStorySDSA": SubjectDrivenSelfAttention,
-    "ConsiStoryMaskPreview": MaskPreview,
-    "ConsiStoryQueryBlend": QueryBlend,
-    "ConsiStoryFeatureInjection": FeatureInjection,
-    "ConsiStoryCollectFeatures": CollectFeatures,
-    "ConsiStoryAnchorBank": MakeAnchorBank,
-    "ConsiStorySaveAnchorBank": SaveAnchorBank,
-    "ConsiStoryLoadAnchorBank": LoadAnchorBank,
-    "ConsiStoryUseAnchors": UseAnchors,
-    "ConsiStoryBankLatent": BankLatent,
-    "ConsiStorySubjectFromImage": SubjectFromImage,
-    "ConsiStoryFreeU": BlockFreeU,
-}
+NODES = [StoryPrompts, SubjectMaskSettings, SubjectDrivenSelfAttention, MaskPreview, QueryBlend, FeatureInjection,
+         CollectFeatures, MakeAnchorBank, SaveAnchorBank, LoadAnchorBank, UseAnchors, BankLatent, SubjectFromImage,
+         BlockFreeU]
 
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "ConsiStoryStoryPrompts": "ConsiStory Story Prompts",
-    "ConsiStorySubjectMasks": "ConsiStory Subject Masks",
-    "ConsiStorySDSA": "ConsiStory SDSA (shared attention)",
-    "ConsiStoryMaskPreview": "ConsiStory Mask Preview",
-    "ConsiStoryQueryBlend": "ConsiStory Query Blend",
-    "ConsiStoryFeatureInjection": "ConsiStory Feature Injection",
-    "ConsiStoryCollectFeatures": "ConsiStory Collect Features",
-    "ConsiStoryAnchorBank": "ConsiStory Anchor Bank",
-    "ConsiStorySaveAnchorBank": "ConsiStory Save Anchor Bank",
-    "ConsiStoryLoadAnchorBank": "ConsiStory Load Anchor Bank",
-    "ConsiStoryUseAnchors": "ConsiStory Use Anchors",
-    "ConsiStoryBankLatent": "ConsiStory Bank Latent",
-    "ConsiStorySubjectFromImage": "ConsiStory Subject From Image",
-    "ConsiStoryFreeU": "ConsiStory FreeU (by up block)",
-}
+
+class ConsiStoryExtension(ComfyExtension):
+    async def get_node_list(self):
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> ConsiStoryExtension:
+    """What the host calls to load the pack's nodes (ComfyUI 0.3.75 and later)."""
+    return ConsiStoryExtension()

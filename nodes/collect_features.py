@@ -5,25 +5,25 @@ from __future__ import annotations
 from ..consistory_core.correspondence import gaussian_smooth
 from ..consistory_patches.story import run_of_samples, story_of
 from ..consistory_patches.values import CorrespondenceFeatures
-from .sockets import FEATURES_TYPE, REFINE
+from .sockets import REFINE, Features, io, schema
 
 
-class CollectFeatures:
+class CollectFeatures(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The ConsiStory model the first sampler used."}),
-            "samples": ("LATENT", {"tooltip": "The first sampler's output: makes this node run after it."}),
-        }}
+    def define_schema(cls):
+        return schema(
+            node_id="ConsiStoryCollectFeatures", display_name="ConsiStory Collect Features", category=REFINE,
+            description=("After a first sampler run: its DIFT features (t≈261) and final subject masks, "
+                         "for ConsiStory Feature Injection in a second run with the same seed."),
+            search_aliases=["DIFT features", "two-pass feature injection"],
+            inputs=[
+                io.Model.Input("model", tooltip="The ConsiStory model the first sampler used."),
+                io.Latent.Input("samples", tooltip="The first sampler's output: makes this node run after it."),
+            ],
+            outputs=[Features.Output("features", display_name="features")])
 
-    RETURN_TYPES = (FEATURES_TYPE,)
-    RETURN_NAMES = ("features",)
-    FUNCTION = "collect"
-    CATEGORY = REFINE
-    DESCRIPTION = ("After a first sampler run: its DIFT features (t≈261) and final subject masks, "
-                   "for ConsiStory Feature Injection in a second run with the same seed.")
-
-    def collect(self, model, samples):
+    @classmethod
+    def execute(cls, model, samples):
         story = story_of(model, "ConsiStory Collect Features")
         run = story.run
         made_by = run_of_samples(model, story, samples, "ConsiStory Collect Features")  # one model, several samplers
@@ -40,4 +40,4 @@ class CollectFeatures:
         if features.shape[0] != latent.shape[0] + story.run.replayed:
             raise ValueError(f"ConsiStory Collect Features: features of {features.shape[0] - story.run.replayed} "
                              f"images but the samples have {latent.shape[0]}")
-        return (CorrespondenceFeatures(gaussian_smooth(features.float()), maps),)
+        return io.NodeOutput(CorrespondenceFeatures(gaussian_smooth(features.float()), maps))

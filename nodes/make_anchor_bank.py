@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from ..consistory_patches.host_api import model_facts
 from ..consistory_patches.story import run_of_samples, story_of
-from .sockets import BANK, BANK_TYPE
+from .sockets import BANK, Bank, io, schema
 
 
-class MakeAnchorBank:
+class MakeAnchorBank(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The ConsiStory SDSA model (anchors > 0) the sampler used."}),
-            "samples": ("LATENT", {"tooltip": "That sampler's output: makes this node run after it."}),
-        }}
+    def define_schema(cls):
+        return schema(
+            node_id="ConsiStoryAnchorBank", display_name="ConsiStory Anchor Bank", category=BANK,
+            description=("After a sampler run with anchors: what new prompts need to share those anchors' "
+                         "subject later (save it with ConsiStory Save Anchor Bank, reuse it with Use Anchors)."),
+            search_aliases=["save consistent character", "make subject"],
+            inputs=[
+                io.Model.Input("model", tooltip="The ConsiStory SDSA model (anchors > 0) the sampler used."),
+                io.Latent.Input("samples", tooltip="That sampler's output: makes this node run after it."),
+            ],
+            outputs=[Bank.Output("bank", display_name="bank")])
 
-    RETURN_TYPES = (BANK_TYPE,)
-    RETURN_NAMES = ("bank",)
-    FUNCTION = "make"
-    CATEGORY = BANK
-    DESCRIPTION = ("After a sampler run with anchors: what new prompts need to share those anchors' "
-                   "subject later (save it with ConsiStory Save Anchor Bank, reuse it with Use Anchors).")
-
-    def make(self, model, samples):
+    @classmethod
+    def execute(cls, model, samples):
         story = story_of(model, "ConsiStory Anchor Bank")
         recorder = story.recorder
         if recorder is None:
@@ -31,6 +31,6 @@ class MakeAnchorBank:
         two_passes = (story.injection or {}).get("mode") == "two passes"
         made_by = run_of_samples(model, story, samples, "ConsiStory Anchor Bank")  # one model may feed several samplers
         try:
-            return (recorder.bank({**model_facts(model), "method": story.method()}, two_passes, made_by),)
+            return io.NodeOutput(recorder.bank({**model_facts(model), "method": story.method()}, two_passes, made_by))
         except ValueError as e:
             raise ValueError(f"ConsiStory Anchor Bank: {e}") from None

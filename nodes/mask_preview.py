@@ -6,34 +6,36 @@ import torch
 import torch.nn.functional as F
 
 from ..consistory_patches.story import run_of_samples, story_of
-from .sockets import STORY
+from .sockets import STORY, io, schema
 
 COLOURS = torch.tensor([[1.0, 0.2, 0.2], [0.2, 0.5, 1.0], [0.2, 0.9, 0.3], [1.0, 0.8, 0.1],
                         [0.8, 0.3, 1.0], [0.1, 0.9, 0.9]])
 
 
-class MaskPreview:
+class MaskPreview(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The model patched by ConsiStory SDSA, after sampling with it."}),
-            "images": ("IMAGE", {"tooltip": "The decoded images of that run (also orders this node after the sampler)."}),
-            "opacity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
-                        "tooltip": "How strongly the mask colours cover the images."}),
-        }, "optional": {
-            "samples": ("LATENT", {"tooltip": "That sampler's output (optional): shows the masks of the run "
-                        "that made it when one patched model feeds several samplers; without it, the last run's."}),
-        }}
+    def define_schema(cls):
+        return schema(
+            node_id="ConsiStoryMaskPreview", display_name="ConsiStory Mask Preview", category=STORY,
+            description="Shows where ConsiStory found the subject in each image during the last run.",
+            search_aliases=["subject mask"],
+            inputs=[
+                io.Model.Input("model", tooltip="The model patched by ConsiStory SDSA, after sampling with it."),
+                io.Image.Input("images", tooltip="The decoded images of that run (also orders this node after the "
+                               "sampler)."),
+                io.Float.Input("opacity", default=0.5, min=0.0, max=1.0, step=0.05,
+                               tooltip="How strongly the mask colours cover the images."),
+                io.Latent.Input("samples", optional=True, tooltip="That sampler's output (optional): shows the masks "
+                                "of the run that made it when one patched model feeds several samplers; without it, "
+                                "the last run's."),
+            ],
+            outputs=[io.Mask.Output("mask", display_name="mask",
+                                    tooltip="Union of the subject masks, one per image, at image size."),
+                     io.Image.Output("overlay", display_name="overlay",
+                                     tooltip="The images with each subject's mask in its own colour.")])
 
-    RETURN_TYPES = ("MASK", "IMAGE")
-    RETURN_NAMES = ("mask", "overlay")
-    OUTPUT_TOOLTIPS = ("Union of the subject masks, one per image, at image size.",
-                       "The images with each subject's mask in its own colour.")
-    FUNCTION = "preview"
-    CATEGORY = STORY
-    DESCRIPTION = "Shows where ConsiStory found the subject in each image during the last run."
-
-    def preview(self, model, images, opacity, samples=None):
+    @classmethod
+    def execute(cls, model, images, opacity, samples=None):
         story = story_of(model, "ConsiStory Mask Preview")
         run = story.run
         made_by = run.runs if samples is None else run_of_samples(model, story, samples, "ConsiStory Mask Preview")
@@ -48,7 +50,7 @@ class MaskPreview:
         n = subjects.shape[0]
         if images.shape[0] != n:
             raise ValueError(f"ConsiStory Mask Preview: {images.shape[0]} images but the run had {n}")
-        return mask_overlay(images, subjects.reshape(n, -1, h, w), opacity)
+        return io.NodeOutput(*mask_overlay(images, subjects.reshape(n, -1, h, w), opacity))
 
 
 def mask_overlay(images: torch.Tensor, subjects: torch.Tensor, opacity: float) -> tuple:

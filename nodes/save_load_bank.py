@@ -11,7 +11,7 @@ import os
 import folder_paths
 
 from ..consistory_core.bank_file import AnchorBank, BankError
-from .sockets import BANK, BANK_TYPE
+from .sockets import BANK, Bank, io, schema
 
 FOLDER = "consistory_banks"
 
@@ -45,22 +45,22 @@ def bank_path(name: str):
     return folder_paths.get_full_path(FOLDER, name)
 
 
-class SaveAnchorBank:
+class SaveAnchorBank(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "bank": (BANK_TYPE, {"tooltip": "From ConsiStory Anchor Bank."}),
-            "filename_prefix": ("STRING", {"default": "subject", "tooltip":
-                                "File name start; the file goes to output/consistory_banks/."}),
-        }}
+    def define_schema(cls):
+        return schema(
+            node_id="ConsiStorySaveAnchorBank", display_name="ConsiStory Save Anchor Bank", category=BANK,
+            description="Saves an anchor bank as a .safetensors file that ConsiStory Load Anchor Bank lists.",
+            search_aliases=["save subject", "save consistent character"],
+            inputs=[
+                Bank.Input("bank", tooltip="From ConsiStory Anchor Bank."),
+                io.String.Input("filename_prefix", default="subject", tooltip=
+                                "File name start; the file goes to output/consistory_banks/."),
+            ],
+            outputs=[], is_output_node=True)
 
-    RETURN_TYPES = ()
-    FUNCTION = "save"
-    OUTPUT_NODE = True
-    CATEGORY = BANK
-    DESCRIPTION = "Saves an anchor bank as a .safetensors file that ConsiStory Load Anchor Bank lists."
-
-    def save(self, bank, filename_prefix):
+    @classmethod
+    def execute(cls, bank, filename_prefix):
         folder = output_folder()
         os.makedirs(folder, exist_ok=True)
         stem = os.path.basename(filename_prefix.strip()) or "subject"
@@ -68,33 +68,31 @@ class SaveAnchorBank:
                           if f.startswith(stem + "_") and f[len(stem) + 1:len(stem) + 6].isdigit()] or [0])
         name = f"{stem}_{number:05d}.safetensors"
         bank.save(os.path.join(folder, name))
-        return {"ui": {"text": [OUTPUT_PREFIX + name]}}
+        return io.NodeOutput(ui={"text": [OUTPUT_PREFIX + name]})
 
 
-class LoadAnchorBank:
+class LoadAnchorBank(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "bank_name": (bank_names(), {"tooltip": "A bank saved by ConsiStory Save Anchor Bank "
-                          "(output/...) or put in models/consistory_banks/."}),
-        }}
-
-    RETURN_TYPES = (BANK_TYPE,)
-    RETURN_NAMES = ("bank",)
-    FUNCTION = "load"
-    CATEGORY = BANK
-    DESCRIPTION = "Loads a saved anchor bank and checks that it is one."
+    def define_schema(cls):
+        return schema(
+            node_id="ConsiStoryLoadAnchorBank", display_name="ConsiStory Load Anchor Bank", category=BANK,
+            description="Loads a saved anchor bank and checks that it is one.",
+            search_aliases=["load subject", "load consistent character"],
+            inputs=[io.Combo.Input("bank_name", options=bank_names(), tooltip="A bank saved by ConsiStory Save "
+                                   "Anchor Bank (output/...) or put in models/consistory_banks/.")],
+            outputs=[Bank.Output("bank", display_name="bank")])
 
     @classmethod
-    def IS_CHANGED(cls, bank_name):
+    def fingerprint_inputs(cls, bank_name):
         path = bank_path(bank_name)
         return os.path.getmtime(path) if path else ""
 
-    def load(self, bank_name):
+    @classmethod
+    def execute(cls, bank_name):
         if bank_name == NO_BANK:
             raise BankError("ConsiStory Load Anchor Bank: there is no bank yet; make one with ConsiStory Anchor Bank "
                             "-> Save Anchor Bank (it goes to output/consistory_banks/), then pick it here")
         path = bank_path(bank_name)
         if path is None:
             raise BankError(f"ConsiStory Load Anchor Bank: no bank named {bank_name!r}")
-        return (AnchorBank.load(path),)
+        return io.NodeOutput(AnchorBank.load(path))

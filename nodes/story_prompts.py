@@ -9,7 +9,7 @@ import torch
 
 from ..consistory_core import SubjectWordMissing, repeated_positions, subject_positions
 from ..consistory_patches.values import StorySubject
-from .sockets import STORY, SUBJECT_TYPE
+from .sockets import STORY, Subject, io, schema
 
 START, END = 49406, 49407
 ARTICLES = {"a", "an", "the", "his", "her", "its", "their", "some", "one", "two", "three"}
@@ -119,43 +119,48 @@ def encode_story(clip, subject: str, subject_words: str, scene_list: list[str], 
     return [[torch.cat(conds), {"pooled_output": torch.cat(pooled)}]], story
 
 
-class StoryPrompts:
+class StoryPrompts(io.ComfyNode):
     """Encodes a story: ``style subject scene`` for each scene, one image each."""
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "clip": ("CLIP", {"tooltip": "The text encoder(s) from the checkpoint loader (SDXL, SD 1.5 or SD 2.x), or Flux's "
-                     "(DualCLIPLoader type flux: the subject words are found in the T5 tokens)."}),
-            "subject": ("STRING", {"default": "an old man with a hat", "tooltip":
-                        "The subject every image shows, e.g. 'an old man with a hat'. "
-                        "Several subjects: one per line."}),
-            "subject_words": ("STRING", {"default": "", "tooltip":
-                              "Comma-separated words whose attention marks the subject "
-                              "(e.g. 'man, hat'). Empty: the nouns that head the subject's phrases "
-                              "('an old man with a hat' -> man, hat). "
-                              "Several subjects: one line per subject."}),
-            "scenes": ("STRING", {"multiline": True, "default":
-                       "walking in a park\nreading a book in a library\n"
-                       "cooking in a kitchen\nsitting on a bench by the sea",
-                       "tooltip": "One scene per line; each becomes one image of the batch."}),
-            "style_prefix": ("STRING", {"default": "a photo of", "tooltip":
-                             "Text put before the subject in every prompt."}),
-        }}
+    def define_schema(cls):
+        return schema(
+            node_id="ConsiStoryStoryPrompts", display_name="ConsiStory Story Prompts", category=STORY,
+            description="Builds one prompt per scene around a shared subject and finds the subject words in each.",
+            search_aliases=["consistent character prompts", "story", "scenes"],
+            inputs=[
+                io.Clip.Input("clip", tooltip="The text encoder(s) from the checkpoint loader (SDXL, SD 1.5 or SD "
+                              "2.x), or Flux's (DualCLIPLoader type flux: the subject words are found in the T5 "
+                              "tokens)."),
+                io.String.Input("subject", multiline=True, default="an old man with a hat", tooltip=
+                                "The subject every image shows, e.g. 'an old man with a hat'. "
+                                "Several subjects: one per line."),
+                io.String.Input("subject_words", multiline=True, default="", tooltip=
+                                "Comma-separated words whose attention marks the subject "
+                                "(e.g. 'man, hat'). Empty: the nouns that head the subject's phrases "
+                                "('an old man with a hat' -> man, hat). "
+                                "Several subjects: one line per subject."),
+                io.String.Input("scenes", multiline=True, default=
+                                "walking in a park\nreading a book in a library\n"
+                                "cooking in a kitchen\nsitting on a bench by the sea",
+                                tooltip="One scene per line; each becomes one image of the batch."),
+                io.String.Input("style_prefix", default="a photo of", tooltip=
+                                "Text put before the subject in every prompt."),
+            ],
+            outputs=[
+                io.Conditioning.Output("conditioning", display_name="conditioning",
+                                       tooltip="One conditioning per scene (batch = number of scenes)."),
+                Subject.Output("story_subject", display_name="subject",
+                               tooltip="Subject token positions per prompt, for the ConsiStory SDSA node."),
+                io.Int.Output("batch_size", display_name="batch_size",
+                              tooltip="Number of scenes: the latent batch size to use."),
+            ])
 
-    RETURN_TYPES = ("CONDITIONING", SUBJECT_TYPE, "INT")
-    RETURN_NAMES = ("conditioning", "subject", "batch_size")
-    OUTPUT_TOOLTIPS = ("One conditioning per scene (batch = number of scenes).",
-                       "Subject token positions per prompt, for the ConsiStory SDSA node.",
-                       "Number of scenes: the latent batch size to use.")
-    FUNCTION = "encode"
-    CATEGORY = STORY
-    DESCRIPTION = "Builds one prompt per scene around a shared subject and finds the subject words in each."
-
-    def encode(self, clip, subject, subject_words, scenes, style_prefix):
+    @classmethod
+    def execute(cls, clip, subject, subject_words, scenes, style_prefix):
         scene_list = [s.strip() for s in scenes.splitlines() if s.strip()]
         if not scene_list:
             raise ValueError("ConsiStory Story Prompts: give at least one scene (one per line)")
         conditioning, story = encode_story(clip, subject, subject_words, scene_list, style_prefix,
                                            "ConsiStory Story Prompts")
-        return conditioning, story, story.images
+        return io.NodeOutput(conditioning, story, story.images)

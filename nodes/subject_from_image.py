@@ -9,7 +9,7 @@ from ..consistory_core.settings import MaskSettings, SettingsError, SharingSetti
 from ..consistory_patches.host_api import sampler_names, sampler_sigmas
 from ..consistory_patches.photo_anchors import ONE_EVALUATION_SAMPLERS, invert_photos
 from .mask_preview import mask_overlay
-from .sockets import BANK, BANK_TYPE, MASK_SETTINGS_TYPE
+from .sockets import BANK, Bank, MaskSettingsSocket, io, schema
 from .story_prompts import encode_story
 
 NODE = "ConsiStory Subject From Image"
@@ -28,62 +28,70 @@ def vae_downscale(vae) -> int:
     return ratio if isinstance(ratio, int) else int(vae.spacial_compression_encode())
 
 
-class SubjectFromImage:
+class SubjectFromImage(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls):
         samplers, schedulers = sampler_names()
         usable = [s for s in ONE_EVALUATION_SAMPLERS if s in samplers]
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The checkpoint's model (not patched by SDSA), with the LoRAs the new "
-                      "scenes will use."}),
-            "clip": ("CLIP", {"tooltip": "The checkpoint's text encoder(s)."}),
-            "vae": ("VAE", {"tooltip": "The checkpoint's VAE: encodes the photos."}),
-            "image": ("IMAGE", {"tooltip": "The subject's photo; a batch of several photos (e.g. two views, as in "
-                      "the paper) makes one anchor each. Scaled and centre-cropped to width x height."}),
-            "subject": ("STRING", {"default": "a dog", "tooltip": "What the photo shows, in the words the new scenes' "
-                        "Story Prompts will use (the same subject words are required)."}),
-            "subject_words": ("STRING", {"default": "", "tooltip": "Comma-separated words whose attention marks the "
-                              "subject; empty: the nouns that head the subject's phrases (as Story Prompts)."}),
-            "captions": ("STRING", {"multiline": True, "default": "", "tooltip": "What else each photo shows, one "
-                         "line per photo (or one line for all), e.g. 'on a sofa'; empty: the subject alone."}),
-            "style_prefix": ("STRING", {"default": "a photo of", "tooltip": "Text put before the subject."}),
-            "negative": ("STRING", {"default": "", "tooltip": "The anchors' negative prompt (their uncond)."}),
-            "width": ("INT", {"default": 1024, "min": 64, "max": 8192, "step": 8,
-                      "tooltip": "The width the new scenes will be sampled at (a bank has one size)."}),
-            "height": ("INT", {"default": 1024, "min": 64, "max": 8192, "step": 8,
-                       "tooltip": "The height the new scenes will be sampled at."}),
-            "sampler_name": (usable, {"default": "euler", "tooltip": "The sampler the new scenes will use: "
-                             "one that evaluates the model once per step."}),
-            "scheduler": (list(schedulers), {"default": "normal", "tooltip": "The new scenes' scheduler."}),
-            "steps": ("INT", {"default": 30, "min": 2, "max": 1000, "tooltip": "The new scenes' steps."}),
-            "cfg": ("FLOAT", {"default": 5.0, "min": 1.0, "max": 100.0, "step": 0.1, "round": 0.01, "tooltip":
-                    "The new scenes' CFG: above 1 the bank keeps the anchors' uncond, which CFG sampling needs."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip":
-                     "Seed of the inversion's noise (a new draw at every step)."}),
-        }, "optional": {
-            "mask": ("MASK", {"tooltip": "The subject in each photo (white = subject; one mask, or one per photo). "
-                     "Without it the subject is found from the subject words' cross-attention."}),
-            "mask_settings": (MASK_SETTINGS_TYPE, {"tooltip": "From ConsiStory Subject Masks; the paper's if absent. "
-                              "Kept in the bank: the new scenes' masks are made the same way."}),
-            "dropout": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
-                        "Chance that a photo's subject patch is hidden from a new image at a step (the paper's "
-                        "0.5; kept in the bank). Lower: closer to the photo, less pose variety."}),
-        }}
+        return schema(
+            node_id="ConsiStorySubjectFromImage", display_name="ConsiStory Subject From Image", category=BANK,
+            description=("Makes a subject from photos: every photo becomes an anchor by edit-friendly DDPM inversion "
+                         "(a fresh seeded noise at every step, as the paper does for training-free "
+                         "personalization), so new scenes through Use Anchors show that subject. Costs one sampling "
+                         "of the photos. Works best on common objects and animals; the photo's style carries over."),
+            search_aliases=["subject from photo", "personalization", "image to anchor bank"],
+            inputs=[
+                io.Model.Input("model", tooltip="The checkpoint's model (not patched by SDSA), with the LoRAs the new "
+                               "scenes will use."),
+                io.Clip.Input("clip", tooltip="The checkpoint's text encoder(s)."),
+                io.Vae.Input("vae", tooltip="The checkpoint's VAE: encodes the photos."),
+                io.Image.Input("image", tooltip="The subject's photo; a batch of several photos (e.g. two views, as "
+                               "in the paper) makes one anchor each. Scaled and centre-cropped to width x height."),
+                io.String.Input("subject", multiline=True, default="a dog", tooltip="What the photo shows, in the "
+                                "words the new scenes' Story Prompts will use (the same subject words are required)."),
+                io.String.Input("subject_words", multiline=True, default="", tooltip="Comma-separated words whose "
+                                "attention marks the subject; empty: the nouns that head the subject's phrases (as "
+                                "Story Prompts)."),
+                io.String.Input("captions", multiline=True, default="", tooltip="What else each photo shows, one "
+                                "line per photo (or one line for all), e.g. 'on a sofa'; empty: the subject alone."),
+                io.String.Input("style_prefix", default="a photo of", tooltip="Text put before the subject."),
+                io.String.Input("negative", default="", tooltip="The anchors' negative prompt (their uncond)."),
+                io.Int.Input("width", default=1024, min=64, max=8192, step=8,
+                             tooltip="The width the new scenes will be sampled at (a bank has one size)."),
+                io.Int.Input("height", default=1024, min=64, max=8192, step=8,
+                             tooltip="The height the new scenes will be sampled at."),
+                io.Combo.Input("sampler_name", options=usable, default="euler", tooltip="The sampler the new scenes "
+                               "will use: one that evaluates the model once per step."),
+                io.Combo.Input("scheduler", options=list(schedulers), default="normal",
+                               tooltip="The new scenes' scheduler."),
+                io.Int.Input("steps", default=30, min=2, max=1000, tooltip="The new scenes' steps."),
+                io.Float.Input("cfg", default=5.0, min=1.0, max=100.0, step=0.1, round=0.01, tooltip=
+                               "The new scenes' CFG: above 1 the bank keeps the anchors' uncond, which CFG sampling "
+                               "needs."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip=
+                             "Seed of the inversion's noise (a new draw at every step)."),
+                io.Mask.Input("mask", optional=True, tooltip="The subject in each photo (white = subject; one mask, or "
+                              "one per photo). Without it the subject is found from the subject words' "
+                              "cross-attention."),
+                MaskSettingsSocket.Input("mask_settings", optional=True, tooltip="From ConsiStory Subject Masks; the "
+                                         "paper's if absent. Kept in the bank: the new scenes' masks are made the same "
+                                         "way."),
+                io.Float.Input("dropout", default=0.5, min=0.0, max=1.0, step=0.05, optional=True, tooltip=
+                               "Chance that a photo's subject patch is hidden from a new image at a step (the "
+                               "paper's 0.5; kept in the bank). Lower: closer to the photo, less pose variety."),
+            ],
+            outputs=[
+                Bank.Output("bank", display_name="bank", tooltip="The photos as an anchor bank: Use Anchors and Save "
+                            "Anchor Bank take it as any bank."),
+                io.Mask.Output("subject_mask", display_name="subject_mask", tooltip="Where the subject is in each "
+                               "photo (the mask input, or found by cross-attention)."),
+                io.Image.Output("overlay", display_name="overlay",
+                                tooltip="The photos as the model sees them, the subject tinted."),
+            ])
 
-    RETURN_TYPES = (BANK_TYPE, "MASK", "IMAGE")
-    RETURN_NAMES = ("bank", "subject_mask", "overlay")
-    OUTPUT_TOOLTIPS = ("The photos as an anchor bank: Use Anchors and Save Anchor Bank take it as any bank.",
-                       "Where the subject is in each photo (the mask input, or found by cross-attention).",
-                       "The photos as the model sees them, the subject tinted.")
-    FUNCTION = "make"
-    CATEGORY = BANK
-    DESCRIPTION = ("Makes a subject from photos: every photo becomes an anchor by edit-friendly DDPM inversion "
-                   "(a fresh seeded noise at every step, as the paper does for training-free personalization), "
-                   "so new scenes through Use Anchors show that subject. Costs one sampling of the photos. "
-                   "Works best on common objects and animals; the photo's style carries over.")
-
-    def make(self, model, clip, vae, image, subject, subject_words, captions, style_prefix, negative, width,
-             height, sampler_name, scheduler, steps, cfg, seed, mask=None, mask_settings=None, dropout=0.5):
+    @classmethod
+    def execute(cls, model, clip, vae, image, subject, subject_words, captions, style_prefix, negative, width,
+                height, sampler_name, scheduler, steps, cfg, seed, mask=None, mask_settings=None, dropout=0.5):
         samplers, schedulers = sampler_names()
         if sampler_name not in ONE_EVALUATION_SAMPLERS or sampler_name not in samplers:
             raise ValueError(f"{NODE}: sampler_name {sampler_name!r} is not one that evaluates the model once per "
@@ -132,4 +140,4 @@ class SubjectFromImage:
         except ValueError as e:
             raise ValueError(f"{NODE}: {e}") from None
         union, overlay = mask_overlay(pixels, result.masks[:, None], 0.5)
-        return result.bank, union, overlay
+        return io.NodeOutput(result.bank, union, overlay)

@@ -11,7 +11,7 @@ from ..consistory_patches.anchor_replay import AnchorReplay, reuse_mapping, stor
 from ..consistory_patches.host_api import model_facts
 from ..consistory_patches.joint_attention import is_flux
 from ..consistory_patches.story import STORY_KEY, patch_story
-from .sockets import BANK, BANK_TYPE, SUBJECT_TYPE
+from .sockets import BANK, Bank, Subject, io, schema
 
 
 CACHE_CHOICES = ("CPU memory", "device memory", "CPU memory + file beside the bank", "off")
@@ -35,31 +35,32 @@ def cache_file_of(bank) -> str:
     return os.path.splitext(bank.source)[0] + ".anchor_cache"
 
 
-class UseAnchors:
+class UseAnchors(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": "The model the bank was made with (not patched by SDSA)."}),
-            "bank": (BANK_TYPE, {"tooltip": "From ConsiStory Load Anchor Bank (or Anchor Bank)."}),
-            "subject": (SUBJECT_TYPE, {"tooltip": "The new prompts, from ConsiStory Story Prompts, with the "
-                        "bank's subject words."}),
-            "share_new": ("BOOLEAN", {"default": False, "tooltip": "Also share the subject among the new "
-                          "images (the paper: off; each new image sees itself and the anchors)."}),
-        }, "optional": {
-            "anchor_cache": (list(CACHE_CHOICES), {"default": CACHE_CHOICES[0], "tooltip": CACHE_TOOLTIP}),
-        }}
+    def define_schema(cls):
+        return schema(
+            node_id="ConsiStoryUseAnchors", display_name="ConsiStory Use Anchors", category=BANK,
+            description=("Generates any batch of new prompts with the subject of a saved anchor bank. Sample "
+                         "with the bank's checkpoint and LoRAs, size, sampler, scheduler and steps, and the same "
+                         "Query Blend / Feature Injection settings; the new prompts' noise is independent of the "
+                         "anchors. Exactly one batch with the anchors for deterministic samplers (euler, heun, "
+                         "dpmpp_2m, uni_pc, ddim); ancestral and SDE samplers draw step noise per batch, so "
+                         "their images differ from one batch (the subject still comes from the anchors)."),
+            search_aliases=["reuse subject", "reuse consistent character", "anchor bank"],
+            inputs=[
+                io.Model.Input("model", tooltip="The model the bank was made with (not patched by SDSA)."),
+                Bank.Input("bank", tooltip="From ConsiStory Load Anchor Bank (or Anchor Bank)."),
+                Subject.Input("subject", tooltip="The new prompts, from ConsiStory Story Prompts, with the "
+                              "bank's subject words."),
+                io.Boolean.Input("share_new", default=False, tooltip="Also share the subject among the new "
+                                 "images (the paper: off; each new image sees itself and the anchors)."),
+                io.Combo.Input("anchor_cache", options=list(CACHE_CHOICES), default=CACHE_CHOICES[0], optional=True,
+                               tooltip=CACHE_TOOLTIP),
+            ],
+            outputs=[io.Model.Output()])
 
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "patch"
-    CATEGORY = BANK
-    DESCRIPTION = ("Generates any batch of new prompts with the subject of a saved anchor bank. Sample "
-                   "with the bank's checkpoint and LoRAs, size, sampler, scheduler and steps, and the same "
-                   "Query Blend / Feature Injection settings; the new prompts' noise is independent of the "
-                   "anchors. Exactly one batch with the anchors for deterministic samplers (euler, heun, "
-                   "dpmpp_2m, uni_pc, ddim); ancestral and SDE samplers draw step noise per batch, so "
-                   "their images differ from one batch (the subject still comes from the anchors).")
-
-    def patch(self, model, bank, subject, share_new, anchor_cache=CACHE_CHOICES[0]):
+    @classmethod
+    def execute(cls, model, bank, subject, share_new, anchor_cache=CACHE_CHOICES[0]):
         if anchor_cache not in CACHE_CHOICES:
             raise ValueError(f"ConsiStory Use Anchors: anchor_cache {anchor_cache!r} is not one of {list(CACHE_CHOICES)}")
         if STORY_KEY in model.model_options.get("transformer_options", {}):
@@ -82,4 +83,4 @@ class UseAnchors:
         m, _ = patch_story(model, story, bank.description.sharing,
                            reuse_mapping(bank.anchors, subject.images, share_new), replayed=bank.anchors,
                            given_masks=bank.subject_masks, replay=AnchorReplay(bank, cache, cache_file, model.model))
-        return (m,)
+        return io.NodeOutput(m)

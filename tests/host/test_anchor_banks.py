@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from consistory_run.graphs import make_subject_graph, reuse_subject_graph, story_graph
+from consistory_run.workflow_format import input_specs
 from consistory_testing.run_graph import run_fresh
 
 ANCHORS = ["walking in a park", "reading a book"]
@@ -156,15 +157,20 @@ def test_use_anchors_refuses_a_model_already_patched_by_sdsa(host, latents, outp
     _reuse_error(host, g, "ConsiStory Use Anchors: the model is already patched by ConsiStory")
 
 
+def bank_choices(load_node) -> list:
+    """The bank names Load Anchor Bank offers now (its declaration is made anew on every ask)."""
+    return next(kind for name, kind, _ in input_specs(load_node) if name == "bank_name")
+
+
 def test_load_anchor_bank_offers_a_readable_choice_on_a_fresh_install(host, latents, outputs):
     from consistory_run.host import GraphError
     load = host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryLoadAnchorBank"]
-    (choices,) = load.INPUT_TYPES()["required"]["bank_name"][:1]
+    choices = bank_choices(load)
     assert len(choices) == 1 and choices[0].startswith("(no bank yet")  # not an empty list ("undefined")
     with pytest.raises(GraphError, match="there is no bank yet; make one with ConsiStory Anchor Bank"):
         host.run(reuse_subject_graph(NEW[:1], choices[0], steps=STEPS))
     _bank(host, outputs, prefix="first")
-    assert load.INPUT_TYPES()["required"]["bank_name"][0] == ["output/first_00001.safetensors"]
+    assert bank_choices(load) == ["output/first_00001.safetensors"]
 
 
 def test_bank_latent_gives_the_banks_size_and_the_noise_after_its_anchors(host, latents, outputs):

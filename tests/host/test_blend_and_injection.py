@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from consistory_run.graphs import story_graph
+from consistory_testing.pack import run_node
 
 STEPS = 10
 
@@ -137,4 +138,4 @@ def test_consistory_freeu_refuses_a_model_without_up_blocks_by_name(host):
         class model:
             diffusion_model = object()
     with pytest.raises(ValueError, match="ConsiStory FreeU: FreeU acts on a UNet's up blocks"):
-        host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryFreeU"]().patch(Transformer, 1.1, 1.2, 0.6, 0.4)
+        run_node(host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryFreeU"], Transformer, 1.1, 1.2, 0.6, 0.4)

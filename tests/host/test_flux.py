@@ -12,6 +12,7 @@ import torch
 from consistory_run.graphs import SCENES, make_subject_graph, reuse_subject_graph, story_graph, with_preview
 from consistory_run.host import comfyui_path, version_of
 from consistory_testing.run_graph import run_fresh
+from consistory_testing.pack import run_node
 
 FLUX = {"class_type": "ConsiStoryTinyFluxCheckpoint", "inputs": {"weight_seed": 0, "version": "dev"}}
 SCHNELL = {"class_type": "ConsiStoryTinyFluxCheckpoint", "inputs": {"weight_seed": 0, "version": "schnell"}}
@@ -225,8 +226,8 @@ def test_an_attention_mask_from_another_node_leaves_that_call_unshared_and_says_
     from consistory_testing.tiny_models import tiny_flux, tiny_flux_clip
     joint = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.joint_attention")
     nodes = host.nodes.NODE_CLASS_MAPPINGS
-    _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_flux_clip(), "a cat", "", "in a park\non a beach", "")
-    (m,) = nodes["ConsiStorySDSA"]().patch(tiny_flux(), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+    _, story, _ = run_node(nodes["ConsiStoryStoryPrompts"], tiny_flux_clip(), "a cat", "", "in a park\non a beach", "")
+    (m,) = run_node(nodes["ConsiStorySDSA"], tiny_flux(), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
     override = m.model_options["transformer_options"][joint.OVERRIDE_KEY]
     options = {**m.model_options["transformer_options"], joint.TOKENS_KEY: joint.TokenLayout(4, (2, 3)),
                "block_type": "single", "block_index": 0, "cond_or_uncond": [0], "sigmas": torch.ones(2)}
@@ -241,8 +242,8 @@ def test_an_attention_mask_from_another_node_leaves_that_call_unshared_and_says_
 def test_story_prompts_find_the_subject_words_in_the_t5_tokens(host):
     from consistory_testing.tiny_models import tiny_flux_clip
     clip = tiny_flux_clip()
-    prompts = host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryStoryPrompts"]()
-    conditioning, story, _ = prompts.encode(clip, "an old man with a top hat", "man, top hat", "in a park\non a beach",
+    prompts = host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryStoryPrompts"]
+    conditioning, story, _ = run_node(prompts, clip, "an old man with a top hat", "man, top hat", "in a park\non a beach",
                                             "a photo of")
     assert conditioning[0][0].shape[1] == story.token_length  # the T5 context
     t5 = clip.tokenizer.t5xxl.tokenizer
@@ -271,9 +272,9 @@ def test_flux_is_refused_on_a_host_without_the_attention_override(host):
     if joint.override_supported():
         return
     nodes = host.nodes.NODE_CLASS_MAPPINGS
-    _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "")
+    _, story, _ = run_node(nodes["ConsiStoryStoryPrompts"], tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "")
     with pytest.raises(ValueError, match="Flux needs ComfyUI 0.3.75 or later"):
-        nodes["ConsiStorySDSA"]().patch(flux_shaped("Flux"), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+        run_node(nodes["ConsiStorySDSA"], flux_shaped("Flux"), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
 
 
 def flux_shaped(family: str):
@@ -286,9 +287,9 @@ def flux_shaped(family: str):
 def test_flux_relatives_not_yet_tested_are_refused_by_name(host, family):
     from consistory_testing.tiny_models import tiny_sdxl_clip
     nodes = host.nodes.NODE_CLASS_MAPPINGS
-    _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "")
+    _, story, _ = run_node(nodes["ConsiStoryStoryPrompts"], tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "")
     with pytest.raises(ValueError, match=f"SDXL, SD 1.5, SD 2.x\\) and Flux.1; this is a {family} model"):
-        nodes["ConsiStorySDSA"]().patch(flux_shaped(family), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+        run_node(nodes["ConsiStorySDSA"], flux_shaped(family), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
 
 
 @needs_flux

@@ -9,6 +9,7 @@ import torch
 
 from consistory_run.graphs import make_subject_graph, reuse_subject_graph, story_graph, with_preview
 from consistory_testing.families import FAMILIES, family_kwargs, for_family
+from consistory_testing.pack import run_node
 
 ANCHORS = ["walking in a park", "reading a book"]
 NEW = ["cooking dinner"]
@@ -58,9 +59,9 @@ def test_subject_words_after_the_first_77_tokens_are_found_and_masked(host, late
     g = with_preview(story_graph(style=f"score_9, {tags}, a photo of", width=128, height=128))
     g["mask_capture"] = {"class_type": "ConsiStoryMaskCapture", "inputs": {"mask": ["masks", 0], "key": "mask"}}
     host.run(g)
-    prompts = host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryStoryPrompts"]()
+    prompts = host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryStoryPrompts"]
     from consistory_testing.tiny_models import tiny_sdxl_clip
-    _, story, _ = prompts.encode(tiny_sdxl_clip(), "an old man with a hat", "man, hat", "in a park", f"score_9, {tags}, a photo of")
+    _, story, _ = run_node(prompts, tiny_sdxl_clip(), "an old man with a hat", "man, hat", "in a park", f"score_9, {tags}, a photo of")
     assert story.token_length == 3 * 77 and all(p >= 77 for words in story.positions for w in words for p in w)
     assert latents["mask"].flatten(1).any(1).all(), "an image has an empty subject mask"
     shared = latents["story"]
@@ -90,11 +91,11 @@ def test_a_model_the_pack_does_not_patch_is_refused_by_name(host):
     from consistory_testing import tiny_models
     model = tiny_models.tiny_stable_cascade()
     nodes = host.nodes.NODE_CLASS_MAPPINGS
-    prompts = nodes["ConsiStoryStoryPrompts"]()
-    _, story, _ = prompts.encode(tiny_models.tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "a photo of")
+    prompts = nodes["ConsiStoryStoryPrompts"]
+    _, story, _ = run_node(prompts, tiny_models.tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "a photo of")
     name = type(model.model).__name__
     with pytest.raises(ValueError, match=f"works on UNet models .*this is a {name} model"):
-        nodes["ConsiStorySDSA"]().patch(model, story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
+        run_node(nodes["ConsiStorySDSA"], model, story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
 
 
 @pytest.mark.parametrize("node,inputs", [
@@ -108,9 +109,9 @@ def test_windows_follow_the_schedule_of_the_sampling_node_in_front(host, node, i
     nodes = host.nodes.NODE_CLASS_MAPPINGS
     (model,) = nodes[node]().patch(tiny_sdxl_unet(), **inputs)
     schedule = model.object_patches["model_sampling"]
-    _, story, _ = nodes["ConsiStoryStoryPrompts"]().encode(tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "a photo of")
-    (patched,) = nodes["ConsiStorySDSA"]().patch(model, story, 0.5, 0, 0, 0.2, 0.6, "output (paper)")
-    (blended,) = nodes["ConsiStoryQueryBlend"]().patch(patched, 0.9, 0.81836735, 0.1)
+    _, story, _ = run_node(nodes["ConsiStoryStoryPrompts"], tiny_sdxl_clip(), "a cat", "", "in a park\non a beach", "a photo of")
+    (patched,) = run_node(nodes["ConsiStorySDSA"], model, story, 0.5, 0, 0, 0.2, 0.6, "output (paper)")
+    (blended,) = run_node(nodes["ConsiStoryQueryBlend"], patched, 0.9, 0.81836735, 0.1)
     run = pack_module(nodes, "consistory_patches.story").story_of(blended, "test")
     window = run.run.window
     assert (window.sigma_start, window.sigma_end) == (schedule.percent_to_sigma(0.2), schedule.percent_to_sigma(0.6))

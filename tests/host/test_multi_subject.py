@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from consistory_run.graphs import story_graph, with_preview
+from consistory_testing.pack import run_node
 
 SUBJECTS = "an old man with a hat\na small cat"
 WORDS = "man, hat\ncat"
@@ -11,9 +12,9 @@ WORDS = "man, hat\ncat"
 
 def test_every_subjects_tokens_are_found_in_every_prompt(host):
     from consistory_testing.tiny_models import tiny_sdxl_clip
-    prompts = host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryStoryPrompts"]()
+    prompts = host.nodes.NODE_CLASS_MAPPINGS["ConsiStoryStoryPrompts"]
     clip = tiny_sdxl_clip()
-    cond, story, n = prompts.encode(clip, SUBJECTS, WORDS, "in a park\nat the beach\nin a kitchen", "a photo of")
+    cond, story, n = run_node(prompts, clip, SUBJECTS, WORDS, "in a park\nat the beach\nin a kitchen", "a photo of")
     assert n == 3 and cond[0][0].shape[0] == 3
     assert story.subjects == (("an old man with a hat", ("man", "hat")), ("a small cat", ("cat",)))
     assert story.word_subject == (0, 0, 1)

@@ -12,7 +12,13 @@ REPO = Path(__file__).resolve().parents[2]
 PACK_NODES = ["ConsiStoryStoryPrompts", "ConsiStorySubjectMasks", "ConsiStorySDSA", "ConsiStoryMaskPreview",
               "ConsiStoryQueryBlend", "ConsiStoryFeatureInjection", "ConsiStoryCollectFeatures",
               "ConsiStoryAnchorBank", "ConsiStorySaveAnchorBank", "ConsiStoryLoadAnchorBank", "ConsiStoryUseAnchors",
-              "ConsiStoryBankLatent", "ConsiStorySubjectFromImage"]
+              "ConsiStoryBankLatent", "ConsiStorySubjectFromImage", "ConsiStoryFreeU"]
+# /object_info of the pack's nodes as their V1 declarations gave it on ComfyUI 0.3.75, before they
+# were declared with the V3 schema: the V3 nodes must show users and saved workflows the same nodes
+V1_OBJECT_INFO = REPO / "tests" / "fixtures" / "object_info_v1_nodes.json"
+# what the V3 declarations changed on purpose: fields that hold lines are multiline text boxes
+NOW_MULTILINE = {("ConsiStoryStoryPrompts", "subject"), ("ConsiStoryStoryPrompts", "subject_words"),
+                 ("ConsiStorySubjectFromImage", "subject"), ("ConsiStorySubjectFromImage", "subject_words")}
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +39,43 @@ def test_object_info_lists_every_consistory_node_with_tooltips(server):
         for section in ("required", "optional"):
             for input_name, spec in node["input"].get(section, {}).items():
                 assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
+
+
+def as_v1_declared(info: dict) -> dict:
+    """A node's /object_info entry with what only the V3 schema writes taken out: its flags when
+    false, output tooltips when it has none, the hidden inputs an output node gets, combos as
+    ("COMBO", {"options": ...}) and strings' multiline=False."""
+    node = {k: v for k, v in info.items() if not (k in ("api_node", "deprecated", "experimental") and v is False)
+            and not (k == "output_tooltips" and not any(v)) and k != "search_aliases"}
+    inputs = {}
+    for section, specs in node["input"].items():
+        if section == "hidden":
+            continue
+        inputs[section] = {}
+        for name, (kind, options) in specs.items():
+            options = {k: v for k, v in options.items() if (k, v) not in (("multiline", False), ("multiselect", False))}
+            if kind == "COMBO":
+                kind, options = options.pop("options"), options
+            inputs[section][name] = [kind, options]
+    node["input_order"] = {k: v for k, v in node["input_order"].items() if k != "hidden"}
+    return {**node, "input": inputs}
+
+
+def test_the_v3_nodes_show_what_the_v1_nodes_showed(server):
+    """Same ids, display names, categories, descriptions, inputs (names, order, types, defaults,
+    ranges, tooltips), outputs and output names as before the V3 schema: saved workflows load and
+    the README's node table holds; the only change is multiline text where a field holds lines."""
+    url, _ = server
+    info = get_json(url + "/object_info")
+    before = json.loads(V1_OBJECT_INFO.read_text())
+    assert sorted(before) == sorted(PACK_NODES)
+    for name in PACK_NODES:
+        now = as_v1_declared(info[name])
+        for section in now["input"].values():
+            for field, (_, options) in section.items():
+                if (name, field) in NOW_MULTILINE:
+                    assert options.pop("multiline") is True, f"{name}.{field}"
+        assert now == before[name], name
 
 
 def test_a_story_posted_to_prompt_runs_and_writes_its_images(server):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from consistory_run.example_workflows import shrunk
+from consistory_run.workflow_format import input_specs
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
@@ -95,8 +96,7 @@ def ui_problems(workflow, classes):
             problems.append(f"link {link_id}: {nodes[src]['type']} output {src_slot} is "
                             f"{src_cls.RETURN_TYPES[src_slot]}, not {kind}")
         entry = dst_node["inputs"][dst_slot]
-        spec = {**classes[dst_node["type"]].INPUT_TYPES().get("required", {}),
-                **classes[dst_node["type"]].INPUT_TYPES().get("optional", {})}[entry["name"]][0]
+        spec = {name: kind for name, kind, _ in input_specs(classes[dst_node["type"]])}[entry["name"]]
         if entry["link"] != link_id or (isinstance(spec, str) and spec != kind):
             problems.append(f"link {link_id}: {dst_node['type']}.{entry['name']} takes {spec}, gets {kind}")
         if link_id not in nodes[src]["outputs"][src_slot]["links"]:
@@ -110,17 +110,15 @@ def ui_problems(workflow, classes):
             problems.append(f"node {node['id']}: unknown type {node['type']}")
             continue
         values = list(node["widgets_values"])
-        for section in ("required", "optional"):
-            for name, spec in cls.INPUT_TYPES().get(section, {}).items():
-                kind, options = spec[0], (spec[1] if len(spec) > 1 else {})
-                if not (isinstance(kind, (list, tuple)) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")):
-                    continue
-                if not values:
-                    problems.append(f"{node['type']}: no value for {name}")
-                    continue
-                problems += [f"{node['type']}.{name}: {p}" for p in widget_problems(values.pop(0), kind, options)]
-                if name in ("seed", "noise_seed") and values.pop(0) not in ("fixed", "increment", "decrement", "randomize"):
-                    problems.append(f"{node['type']}.{name}: bad control_after_generate value")
+        for name, kind, options in input_specs(cls):
+            if not (isinstance(kind, (list, tuple)) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")):
+                continue
+            if not values:
+                problems.append(f"{node['type']}: no value for {name}")
+                continue
+            problems += [f"{node['type']}.{name}: {p}" for p in widget_problems(values.pop(0), kind, options)]
+            if name in ("seed", "noise_seed") and values.pop(0) not in ("fixed", "increment", "decrement", "randomize"):
+                problems.append(f"{node['type']}.{name}: bad control_after_generate value")
         if values:
             problems.append(f"{node['type']}: {len(values)} widget values too many")
     return problems
