@@ -38,11 +38,15 @@ class QueryBlendPass:
         p = self.window.progress(sigma, self.run.position(), lambda x: schedule_percent(self.sampling, x))
         return s.start_strength + (s.end_strength - s.start_strength) * p
 
+    def acts_at(self, sigma: float) -> bool:
+        """Whether the sampler's calls at ``sigma`` are blended (inside the window, sharing on)."""
+        return self.window.contains(sigma, self.run.position()) and self.run.sharing_at(sigma)
+
     def __call__(self, call, args):
         if not args_pass(args).is_sampler:
             return call(args)
         sigma = self.run.sync(args["timestep"])
-        if not self.window.contains(sigma, self.run.position()) or not self.run.sharing_at(sigma):
+        if not self.acts_at(sigma):
             return call(args)
         queries = {}
         call(with_pass(args, Pass(PassKind.VANILLA, queries=queries)))

@@ -15,6 +15,8 @@ from ..consistory_core import downscale_of, token_grid
 from ..consistory_core.correspondence import gaussian_smooth, image_noise, inject, plan_injection
 from .chunks import COND
 from .dift_capture import DiftCapture
+from .engagement import NotEngaged, count
+from .host_api import host_version
 from .passes import Pass, PassKind, args_pass, pass_of, with_pass
 from .run_state import StoryRun
 from .values import CorrespondenceFeatures
@@ -60,6 +62,8 @@ class Injector:
 
     def output_patch(self, n, extra):
         """attn1_output_patch: n (B_total, P, C) after to_out."""
+        if pass_of(extra).is_sampler:
+            count(extra, "output_patch")
         if not pass_of(extra).is_sampler or extra["block"][0] == "middle" or n.shape[0] != extra["original_shape"][0]:
             return n
         sigma = self.run.sync_patch(extra)
@@ -133,6 +137,12 @@ class OnePassFeatures:
         dift_args = with_pass({"input": x, "timestep": timestep, "c": c, "cond_or_uncond": [0]},
                               Pass(PassKind.DIFT, noise_seed=self.noise_seed),
                               cond_or_uncond=[0], sigmas=timestep)
+        self.dift.pass_features = None
         call(dift_args)
         self.dift.settle()
+        if self.dift.pass_features is None:
+            raise NotEngaged(f"ConsiStory Feature Injection: this ComfyUI ({host_version()}) did not call the output "
+                             "block patch that reads the DIFT features, or a node after the ConsiStory nodes removed "
+                             "it, so nothing would be injected; connect Collect Features (two passes) or put that "
+                             "node before the ConsiStory nodes")
         self.injector.fast_features = (run.runs, gaussian_smooth(self.dift.pass_features.float()))

@@ -145,7 +145,7 @@ class JointAttention:
 
         layout, block = options.get(TOKENS_KEY), (options.get("block_type"), options.get("block_index"))
         named = block[0] in ("double", "single")
-        count(options, named)
+        count(options, "named" if named else "unnamed")
         if layout is None or not named or not kwargs.get("skip_reshape"):
             return host(q)
         if kwargs.get("mask") is not None or q.shape[2] < layout.image.stop:
@@ -164,6 +164,8 @@ class JointAttention:
                 p.queries[block] = q[:, :, image]
             return host(q)
         if block in self.share and p.blend is not None:
+            if block in p.queries:
+                count(options, "blended")
             q = q.clone()
             q[:, :, image] = p.blended(block, q[:, :, image])
         out = None

@@ -12,6 +12,7 @@ import torch
 
 from ..consistory_core import downscale_of, repeated_positions, subject_token_maps, token_grid, token_weights
 from .chunks import COND
+from .engagement import count
 from .layers import transformer_block
 from .passes import pass_of
 from .run_state import StoryRun
@@ -32,6 +33,7 @@ class MaskRecorder:
     def record(self, n, context, value, extra):
         """attn2 patch: n (B, P, C) normed hidden states, context (B, L, D) text."""
         run = self.run
+        count(extra, "masks")
         run.sync_patch(extra)
         latent_hw = tuple(extra["original_shape"][2:])
         if (not pass_of(extra).is_sampler or n.shape[0] != extra["original_shape"][0]

@@ -54,6 +54,8 @@ class SharedAttention:
         if p.kind is PassKind.VANILLA:  # query blending's pass: keep q, share nothing
             p.queries[layer] = q
             return attention(q, k, v, extra)
+        if p.blend is not None and layer in p.queries:
+            count(extra, "blended")
         q = p.blended(layer, q)
         if not run.sharing_at(sigma) or q.shape[0] != extra["original_shape"][0]:
             return attention(q, k, v, extra)  # inactive, or another patch reshaped the batch

@@ -120,7 +120,11 @@ def run_stages(call, args):
     nested = reduce(lambda inner, stage: (lambda a, s=stage, i=inner: s(i, a)), reversed(story.stages()), call)
     seen = Engagement()
     out = nested(with_pass(args, SAMPLER_PASS, **{ENGAGED_KEY: seen}))
-    seen.check(dit=story.tokens is not None)
+    sigma = story.run.clock.sigma  # this call's step, as the patches followed it
+    seen.check(dit=story.tokens is not None,
+               node="ConsiStory Use Anchors" if story.replay is not None else "ConsiStory SDSA",
+               blending=story.blend is not None and story.blend.acts_at(sigma),
+               injecting=story.injector is not None and story.injector.active(sigma))
     return out
 
 

@@ -24,12 +24,14 @@ def host_call(m, x, sigma, order, attention_patch=True, **c):
     does), else another node's took its place."""
     from .pack import runtime
     count = runtime("consistory_patches.engagement").count
+    story_key = runtime("consistory_patches.passes").STORY_KEY
     log = []
 
     def apply_model(x_in, t, **kw):
         log.append((kw["transformer_options"], x_in))
-        if attention_patch:
-            count(kw["transformer_options"])
+        if attention_patch and story_key in kw["transformer_options"]:  # the patches of a ConsiStory model
+            count(kw["transformer_options"])           # its self-attention patch
+            count(kw["transformer_options"], "masks")  # its cross-attention (mask) patch
         return x_in * 2
 
     options = {**m.model_options["transformer_options"], "cond_or_uncond": list(order), "sigmas": sigma}

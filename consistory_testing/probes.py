@@ -231,6 +231,39 @@ class UnnamedFluxBlocksProbe(_ModelProbe):
         return (m,)
 
 
+class DropHookProbe:
+    """MODEL -> MODEL: the model as a host (or a node after ConsiStory's) that lacks one hook
+    would run it: a patch list taken out, the APPLY_MODEL wrappers taken out, or a
+    DIFFUSION_MODEL wrapper that hands the UNet transformer_options without the pass that
+    ConsiStory's wrapper marked ("consistory_pass"). For the no-silent-no-op tests."""
+    PATCHES = {"attn2 patch": "attn2_patch", "attn1 output patch": "attn1_output_patch",
+               "output block patch": "output_block_patch"}
+    HOOKS = (*PATCHES, "UNet wrapper", "pass handed through")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "hook": (list(cls.HOOKS),)}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "ConsiStory/testing"
+
+    def patch(self, model, hook):
+        from comfy.patcher_extension import WrappersMP
+        m = model.clone()
+        if hook in self.PATCHES:
+            patches = m.model_options["transformer_options"].get("patches", {})
+            assert patches.pop(self.PATCHES[hook], None), f"the model has no {hook} to take out"
+        elif hook == "UNet wrapper":
+            assert m.wrappers.pop(WrappersMP.APPLY_MODEL, None), "the model has no APPLY_MODEL wrapper"
+        else:
+            def without_pass(executor, *args, **kwargs):
+                drop = lambda a: {k: v for k, v in a.items() if k != "consistory_pass"} if isinstance(a, dict) else a
+                return executor(*map(drop, args), **{k: drop(v) for k, v in kwargs.items()})
+            m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, "consistory_test_drop_pass", without_pass)
+        return (m,)
+
+
 class LeadingSigmas:
     """MODEL, steps -> SIGMAS: diffusers' DDIM schedule with "leading" spacing and offset 1 (the
     reference implementation's: timesteps (n-1, ..., 0) * (1000 // n) + 1), on the model's own
@@ -260,4 +293,4 @@ NODE_CLASS_MAPPINGS = {"ConsiStoryAttn1ReplaceProbe": Attn1ReplaceProbe,
                        "ConsiStoryLatentCapture": LatentCapture, "ConsiStoryMaskCapture": MaskCapture,
                        "ConsiStoryImageCapture": ImageCapture,
                        "ConsiStoryChunkRecorder": ChunkRecorder, "ConsiStoryStepProbe": StepProbe,
-                       "ConsiStoryLeadingSigmas": LeadingSigmas}
+                       "ConsiStoryLeadingSigmas": LeadingSigmas, "ConsiStoryDropHookProbe": DropHookProbe}

@@ -294,3 +294,16 @@ def test_the_fingerprint_is_the_same_with_loras_in_the_weights_and_applied_per_l
     weaker.add_patches(lora, 0.5)
     assert host_api.model_fingerprint(weaker)[0] != recorded[0]
     assert host_api.model_fingerprint(model)[0] != recorded[0]
+
+
+def test_use_anchors_on_a_host_without_the_mask_patch_fails_naming_it(host, latents, outputs):
+    """Use Anchors checks its patches as SDSA does: without the attn2 patch the new images
+    would get no subject masks and share nothing with the anchors."""
+    from consistory_run.host import GraphError
+    _bank(host, outputs, prefix="hooks")
+    g = reuse_subject_graph(NEW[:1], "output/hooks_00001.safetensors", steps=STEPS)
+    g["drop"] = {"class_type": "ConsiStoryDropHookProbe", "inputs": {"model": ["sdsa", 0], "hook": "attn2 patch"}}
+    g["sampler"]["inputs"]["model"] = ["drop", 0]
+    with pytest.raises(GraphError, match=r"ConsiStory Use Anchors: this ComfyUI \([^)]+\) did not call the "
+                                         r"cross-attention \(attn2\) patch"):
+        host.run(g)

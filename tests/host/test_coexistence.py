@@ -63,3 +63,35 @@ def test_an_attn2_replace_object_applied_before_sdsa_survives(host, latents):
     first = sample(host, latents, _chain(story_graph(), before="ConsiStoryAttn2ReplaceProbe"))
     assert Attn2ReplaceProbe.calls > 0
     assert not torch.allclose(first, sample(host, latents, story_graph()))
+
+
+def with_hook_dropped(g, hook):
+    """The graph with the model its sampler uses run as a host without ``hook`` would run it."""
+    g["drop"] = {"class_type": "ConsiStoryDropHookProbe", "inputs": {"model": g["sampler"]["inputs"]["model"],
+                                                                     "hook": hook}}
+    g["sampler"]["inputs"]["model"] = ["drop", 0]
+    return g
+
+
+@pytest.mark.parametrize("hook,graph,message", [
+    ("attn2 patch", {}, r"ConsiStory SDSA: this ComfyUI \([^)]+\) did not call the cross-attention \(attn2\) patch "
+                        "that finds the subject masks"),
+    ("UNet wrapper", dict(blend=True, blend_end=0.5), r"ConsiStory: this ComfyUI \([^)]+\) ran the model without "
+                                                      "the UNet wrapper ConsiStory put on it"),
+    ("pass handed through", dict(blend=True, blend_end=0.5), r"ConsiStory Query Blend: no layer got the vanilla "
+                                                             r"pass's queries at a step where it blends: this ComfyUI"),
+    ("attn1 output patch", dict(inject="fast"), r"ConsiStory Feature Injection: this ComfyUI \([^)]+\) did not call "
+                                                "the attn1 output patch it injects with"),
+    ("output block patch", dict(inject="fast"), r"ConsiStory Feature Injection: this ComfyUI \([^)]+\) did not call "
+                                                "the output block patch that reads the DIFT features"),
+])
+def test_a_host_without_a_hook_a_patch_needs_fails_the_run_naming_it(host, latents, hook, graph, message):
+    """No silent no-op: each ConsiStory patch checks that its hook was called where its
+    schedule says it acts (engagement.Engagement); without the check these runs give plain
+    images. The same graph without the probe runs."""
+    from comfyui_version import __version__
+    from consistory_run.host import GraphError
+    with pytest.raises(GraphError, match=message) as failed:
+        host.run(with_hook_dropped(story_graph(**graph), hook))
+    assert f"this ComfyUI ({__version__})" in str(failed.value)  # the host's version is named
+    host.run(story_graph(**graph))

@@ -5,6 +5,7 @@ import torch
 
 from consistory_testing.pack import runtime
 
+engagement = runtime("consistory_patches.engagement")
 passes = runtime("consistory_patches.passes")
 blend_pass = runtime("consistory_patches.blend_pass")
 anchor_replay = runtime("consistory_patches.anchor_replay")
@@ -83,8 +84,9 @@ def test_a_vanilla_pass_keeps_its_queries_and_the_sampler_pass_blends_them():
     seen = []
     previous = lambda q, k, v, extra: seen.append(q) or q
     attention = shared_attention.SharedAttention(run)
+    engaged = engagement.Engagement()
     extra = {"block": ("output", 1), "block_index": 0, "sigmas": torch.full((2,), 5.0), "n_heads": 1,
-             "original_shape": [2, 4, 8, 8], "cond_or_uncond": [0]}
+             "original_shape": [2, 4, 8, 8], "cond_or_uncond": [0], engagement.ENGAGED_KEY: engaged}
     queries = {}
     q = torch.ones(2, 16, 4)
     attention.attend(q, q, q, {**extra, passes.PASS_KEY: passes.Pass(passes.PassKind.VANILLA, queries=queries)},
@@ -93,6 +95,7 @@ def test_a_vanilla_pass_keeps_its_queries_and_the_sampler_pass_blends_them():
     blended = passes.Pass(queries=queries, blend=0.5)
     out = attention.attend(torch.zeros(2, 16, 4), q, q, {**extra, passes.PASS_KEY: blended}, previous)
     assert torch.allclose(out, torch.full((2, 16, 4), 0.5))  # no masks yet: no sharing, blended q only
+    assert (engaged.named, engaged.blended) == (2, 1)  # both passes went through the patch, one blended
 
 
 def small_bank(k=2, steps=3, length=77):

@@ -1,6 +1,7 @@
 """The pack's one UNet wrapper: installed once, chaining what is there, its stages in a
 fixed nesting whatever order the nodes were applied in; and the keyed-wrapper host path."""
 import dataclasses
+import types
 
 import pytest
 import torch
@@ -23,9 +24,13 @@ class Stage:
         self.log.append((self.name, passes.args_pass(args).kind.value))
         return call(args)
 
+    def acts_at(self, sigma):  # as Query Blend's stage is asked after the call: not blending
+        return False
+
 
 class Run:
-    """What the wrapper asks of the run state: a look at the schedule."""
+    """What the wrapper asks of the run state: a look at the schedule, the step's sigma."""
+    clock = types.SimpleNamespace(sigma=3.0)
 
     def follow(self, sample_sigmas):
         pass
@@ -128,7 +133,8 @@ def test_on_a_host_with_keyed_wrappers_it_registers_one_apply_model_wrapper(monk
 
     def executor(x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None, **kw):
         seen.append((x, t, c_crossattn, passes.pass_of(transformer_options).kind, kw))
-        runtime("consistory_patches.engagement").count(transformer_options)  # ConsiStory's attention ran
+        count = runtime("consistory_patches.engagement").count
+        count(transformer_options), count(transformer_options, "masks")  # ConsiStory's attention patches ran
         return x * 2
 
     options = {**m.model_options["transformer_options"], "cond_or_uncond": [1, 0]}
