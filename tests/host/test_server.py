@@ -107,3 +107,20 @@ def test_the_workflows_appear_in_the_template_browser(server):
     assert sorted(templates[PACK_NAME]) == ours
     served = get_json(f"{url}/api/workflow_templates/{PACK_NAME}/consistory_story.json")
     assert served == json.loads((REPO / "workflows" / "consistory_story.json").read_text())
+
+
+def test_search_aliases_reach_a_host_whose_schema_has_them(host, monkeypatch):
+    """ComfyUI 0.38's io.Schema has search_aliases, 0.3.75's has not: the declarations give
+    them where the host knows them and load on both."""
+    import dataclasses
+    from consistory_testing.pack import pack_module
+    sockets = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "nodes.sockets")
+    sdsa = host.nodes.NODE_CLASS_MAPPINGS["ConsiStorySDSA"]
+    assert not hasattr(sdsa.define_schema(), "search_aliases")  # this host's Schema: no such field
+
+    @dataclasses.dataclass
+    class Schema038(sockets.io.Schema):  # the field as 0.38.1 declares it
+        search_aliases: list = dataclasses.field(default_factory=list)
+
+    monkeypatch.setattr(sockets.io, "Schema", Schema038)
+    assert "consistent character" in sdsa.define_schema().search_aliases
