@@ -222,13 +222,11 @@ def start_host(quiet: bool = True):
     from consistory_run.host import Host
     from consistory_run.quiet import quiet_fds
     from consistory_testing import probes
-    from story_world import nodes as story_nodes
     with quiet_fds() if quiet else contextlib.nullcontext():
         host = Host.start()
         if "ConsiStoryStoryPrompts" not in host.nodes.NODE_CLASS_MAPPINGS:
             host.load_pack(Path(tempfile.mkdtemp(prefix="consistory-nodes-")) / "custom_nodes")
     host.register(probes.NODE_CLASS_MAPPINGS)
-    host.register(story_nodes.NODE_CLASS_MAPPINGS)
     import comfy.utils
     comfy.utils.set_progress_bar_enabled(False)
     if quiet:

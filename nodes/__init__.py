@@ -11,6 +11,7 @@ from .query_blend import QueryBlend
 from .save_load_bank import LoadAnchorBank, SaveAnchorBank
 from .sockets import ComfyExtension
 from .story_prompts import StoryPrompts
+from .story_world_checkpoint import StoryWorldCheckpoint
 from .subject_driven_attention import SubjectDrivenSelfAttention
 from .subject_from_image import SubjectFromImage
 from .subject_masks import SubjectMaskSettings
@@ -18,7 +19,7 @@ from .use_anchors import UseAnchors
 
 NODES = [StoryPrompts, SubjectMaskSettings, SubjectDrivenSelfAttention, MaskPreview, QueryBlend, FeatureInjection,
          CollectFeatures, MakeAnchorBank, SaveAnchorBank, LoadAnchorBank, UseAnchors, BankLatent, SubjectFromImage,
-         BlockFreeU]
+         BlockFreeU, StoryWorldCheckpoint]
 
 
 class ConsiStoryExtension(ComfyExtension):
