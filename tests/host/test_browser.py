@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from consistory_run.example_workflows import STORY
 from consistory_run.host import comfyui_path
 from consistory_testing.server import get_json, running_server
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
 README_SCREENSHOT = REPO / "docs" / "story_graph.png"  # refreshed with CONSISTORY_UPDATE_SCREENSHOT=1
 
 
@@ -107,7 +108,7 @@ def test_consistory_widgets_show_their_defaults(page):
 
 def test_screenshot_of_the_story_graph(page, tmp_path):
     driver, _ = page
-    workflow = json.loads((REPO / "workflows" / "consistory_story.json").read_text())
+    workflow = json.loads((REPO / "example_workflows" / f"{STORY}.json").read_text())
     driver.execute_async_script(LOAD, workflow)
     driver.execute_script("""
       // today's frontend announces its news in a banner over the top bar: hide the banner only
