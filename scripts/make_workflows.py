@@ -4,6 +4,8 @@ consistory_run.example_workflows, on the default host (ComfyUI 0.3.75: the UI fi
 sockets), and removes the .json files there that no workflow makes any more (a renamed one):
 
     .venv/bin/python scripts/make_workflows.py
+
+Their thumbnails (NAME.jpg) are scripts/make_thumbnails.py's.
 """
 from __future__ import annotations
 

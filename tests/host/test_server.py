@@ -2,6 +2,7 @@
 list (/workflow_templates), files on disk."""
 import json
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -55,12 +56,12 @@ def test_a_story_posted_to_prompt_runs_and_writes_its_images(server):
     assert all((base / "output" / name).is_file() for name in saved)
 
 
-def test_the_template_route_lists_exactly_the_packs_workflows_and_serves_them(server):
+def test_the_template_route_lists_exactly_the_packs_workflows_and_serves_them_with_thumbnails(server):
     """ComfyUI lists a pack's `example_workflows/*.json` (the folder's own files only) in its
-    template browser (Workflow > Browse Templates) by file name and serves each file under
-    /api/workflow_templates/PACK/: the list is exactly the workflows the pack makes, once each
-    (no leftover file, no second folder the host also reads); the API-format copies (`api/`)
-    and the sample input images (`input/`) are not in it."""
+    template browser (Workflow > Browse Templates) by file name and serves each file and its
+    thumbnail (NAME.jpg) under /api/workflow_templates/PACK/: the list is exactly the workflows
+    the pack makes, once each (no leftover file, no second folder the host also reads); the
+    API-format copies (`api/`) and the sample input images (`input/`) are not in it."""
     from consistory_testing.server import PACK_NAME
     url, _ = server
     folder = REPO / "example_workflows"
@@ -71,3 +72,6 @@ def test_the_template_route_lists_exactly_the_packs_workflows_and_serves_them(se
     for name in ours:
         base = f"{url}/api/workflow_templates/{PACK_NAME}/{quote(name)}"
         assert get_json(base + ".json") == json.loads((folder / f"{name}.json").read_text()), name
+        with urllib.request.urlopen(base + ".jpg", timeout=30) as r:
+            assert r.headers["Content-Type"] == "image/jpeg", name
+            assert r.read() == (folder / f"{name}.jpg").read_bytes(), name
