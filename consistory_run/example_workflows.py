@@ -1,9 +1,25 @@
-"""The example workflows shipped in workflows/: each built as an API graph from the same
-builder the tests use, with the settings of the paper at SDXL's size."""
+"""The example workflows shipped in example_workflows/: each built as an API graph from the same
+builder the tests use, with the settings of the paper at SDXL's size.
+
+A workflow's name is its file name, and ComfyUI's template browser (Workflow > Browse
+Templates) shows a custom node pack's template by its file name only: the name is the card's
+title (one line, cut beyond the card's width) and, with `-` and `_` turned into spaces, its
+description. So each name is a short phrase, without `-` or `_`.
+"""
 from __future__ import annotations
 
 from .graphs import (FLUX_FILES, make_subject_graph, photo_subject_graph, reuse_subject_graph, story_graph,
                      with_controlnet, with_flux_loaders, with_paper_extras, with_saved_images)
+
+STORY = "One subject in four scenes"
+STORY_PAPER = "Four scenes with paper settings"
+MULTI_SUBJECT = "Two subjects in four scenes"
+CONTROLNET_STORY = "Four scenes with depth ControlNet"
+MAKE_SUBJECT = "Make a subject and save it"
+REUSE_SUBJECT = "Reuse a saved subject"
+SUBJECT_FROM_PHOTO = "A subject from a photo"
+STORY_SD15 = "Four scenes on SD 1.5"
+STORY_FLUX = "Four scenes on Flux.1 dev"
 
 CHECKPOINT = "sd_xl_base_1.0.safetensors"
 SCENES = ["walking in a park", "reading a book in a library", "cooking in a kitchen",
@@ -158,47 +174,49 @@ _STORY = ("Edit in Story Prompts: the subject (one line), its words (empty: its 
           "line; each scene is one image (the latent's batch size follows). Keep 3 or more scenes: the "
           "first 2 are the anchors the others copy the subject from.")
 _OUT = "Queue: the images and the subject-mask overlays go to ComfyUI/output."
+_TEMPLATE = "the template '{}' (Workflow > Browse Templates > comfyui-consistory)"
+_SAMPLE = ("a sample ships with the pack: copy example_workflows/input/{} from the comfyui-consistory folder "
+           "there")
 NOTES = {
-    "consistory_story": "\n".join([
+    STORY: "\n".join([
         "ConsiStory story (fast): SDSA + Query Blend + one-pass Feature Injection.", "", _SDXL, _STORY, _OUT]),
-    "consistory_story_paper": "\n".join([
+    STORY_PAPER: "\n".join([
         "ConsiStory story with the paper's settings: FreeU as the reference applies it (ConsiStory FreeU, by up "
         "block), an empty negative as zeros, and exact two-pass "
         "injection (pass 1 collects DIFT features, pass 2 with the same seed injects: about twice the time of "
-        "consistory_story).", "", _SDXL, _STORY, _OUT]),
-    "consistory_multi_subject": "\n".join([
+        f"{_TEMPLATE.format(STORY)}).", "", _SDXL, _STORY, _OUT]),
+    MULTI_SUBJECT: "\n".join([
         "Two subjects in every image.", "", _SDXL,
         "Edit in Story Prompts: one subject per line, and one line of subject words per subject (same order); "
         "one scene per line.", _OUT]),
-    "consistory_controlnet": "\n".join([
+    CONTROLNET_STORY: "\n".join([
         "ConsiStory beside a stock ControlNet (depth).", "", _SDXL,
         f"ControlNet loader: an SDXL depth ControlNet ({CONTROLNET}) from ComfyUI/models/controlnet.",
-        f"Load Image: a depth map in ComfyUI/input; a sample ships with the pack: copy workflows/{DEPTH_IMAGE} "
-        "there (or pick your own).", _STORY, _OUT]),
-    "consistory_make_subject": "\n".join([
+        f"Load Image: a depth map in ComfyUI/input; {_SAMPLE.format(DEPTH_IMAGE)} (or pick your own).", _STORY, _OUT]),
+    MAKE_SUBJECT: "\n".join([
         "Make a subject to reuse: 2 anchor scenes, saved as a bank file.", "", _SDXL,
         "Edit in Story Prompts: the subject, its words and the 2 anchor scenes.",
         "Queue: the bank goes to ComfyUI/output/consistory_banks/ (old_man_00001.safetensors); then open "
-        "consistory_reuse_subject."]),
-    "consistory_reuse_subject": "\n".join([
+        f"{_TEMPLATE.format(REUSE_SUBJECT)}."]),
+    REUSE_SUBJECT: "\n".join([
         "Reuse a saved subject for new scenes (any number, any time later).", "", _SDXL,
-        "Load Anchor Bank: the bank saved by consistory_make_subject (output/old_man_00001.safetensors), or a file in "
-        "ComfyUI/models/consistory_banks.",
+        f"Load Anchor Bank: the bank saved by {_TEMPLATE.format(MAKE_SUBJECT)} (output/old_man_00001.safetensors), "
+        "or a file in ComfyUI/models/consistory_banks.",
         "Edit in Story Prompts: the same subject words as the bank, and the new scenes. Keep the bank's "
         "checkpoint, size, sampler, scheduler and steps (Use Anchors names any difference). Bank Latent sets "
         "the size and each new image's noise.", _OUT]),
-    "consistory_subject_from_photo": "\n".join([
+    SUBJECT_FROM_PHOTO: "\n".join([
         "A subject from a photo: the photo becomes the anchors (edit-friendly DDPM inversion), and every new scene "
         "shows that subject. Best for common objects and animals; the photo's style carries over.", "", _SDXL,
-        f"Load Image: your photo of the subject in ComfyUI/input (a sample ships with the pack: copy "
-        f"workflows/{PHOTO} there). One photo or a batch of a few views; cropped to the size.",
+        f"Load Image: your photo of the subject in ComfyUI/input ({_SAMPLE.format(PHOTO)}). One photo or a batch "
+        "of a few views; cropped to the size.",
         "Edit in Subject From Image: the subject as the new prompts name it and its words; optionally a caption per "
         "photo. Connect a MASK of the subject if the overlay shows the wrong region.",
         "Edit in Story Prompts: the same subject and words, one new scene per line. Keep the same size, sampler, "
         "scheduler and steps in both nodes.",
         "Queue: the images and masks go to ComfyUI/output, the bank to ComfyUI/output/consistory_banks/ "
         "(mug_00001.safetensors) for later reuse."]),
-    "consistory_story_flux": "\n".join([
+    STORY_FLUX: "\n".join([
         "ConsiStory on Flux.1 dev (ComfyUI 0.3.60 or later): the same nodes as for SDXL, through ComfyUI's "
         "attention override.", "",
         f"Load Diffusion Model: {FLUX_FILES['unet']} (or schnell: then 4 steps) from ComfyUI/models/diffusion_models. "
@@ -207,17 +225,17 @@ NOTES = {
         "Flux shares in its single-stream blocks (SDSA's 'output'), reads the subject masks in its double-stream "
         "blocks from the T5 tokens of the subject words, and moves the shared keys beside each image "
         "(dit_positions: shifted).", _OUT]),
-    "consistory_story_sd15": "\n".join([
+    STORY_SD15: "\n".join([
         "ConsiStory on SD 1.5 (512 px): the same nodes as for SDXL.", "",
         f"Load Checkpoint: an SD 1.5 checkpoint ({SD15_CHECKPOINT} or a fine-tune) from "
         "ComfyUI/models/checkpoints.", _STORY, _OUT]),
 }
 
-WORKFLOWS = {"consistory_story": story, "consistory_multi_subject": multi_subject,
-             "consistory_controlnet": controlnet, "consistory_story_paper": story_paper,
-             "consistory_make_subject": make_subject, "consistory_reuse_subject": reuse_subject,
-             "consistory_subject_from_photo": subject_from_photo, "consistory_story_sd15": story_sd15,
-             "consistory_story_flux": story_flux}
+WORKFLOWS = {STORY: story, MULTI_SUBJECT: multi_subject, CONTROLNET_STORY: controlnet, STORY_PAPER: story_paper,
+             MAKE_SUBJECT: make_subject, REUSE_SUBJECT: reuse_subject, SUBJECT_FROM_PHOTO: subject_from_photo,
+             STORY_SD15: story_sd15, STORY_FLUX: story_flux}
+
+
 def shrunk(api: dict) -> dict:
     """The API twin with tiny models for the checkpoint (SDXL, SD 1.5 or Flux's three loaders) and
     ControlNet, 128 px and 10 steps."""

@@ -1,5 +1,6 @@
-"""Draws workflows/mug.png, the sample "photo" the subject-from-a-photo workflow loads: a red
-mug with a white band on a wooden table (no photo can be downloaded here; swap in your own).
+"""Draws example_workflows/input/mug.png, the sample "photo" the subject-from-a-photo workflow
+loads: a red mug with a white band on a wooden table (no photo can be downloaded here; swap in
+your own).
 
     .venv/bin/python scripts/make_sample_photo.py
 """
@@ -9,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 SIZE = 768
-OUT = Path(__file__).resolve().parents[1] / "workflows" / "mug.png"
+OUT = Path(__file__).resolve().parents[1] / "example_workflows" / "input" / "mug.png"
 
 
 def main() -> None:

@@ -1,8 +1,11 @@
-"""Writes workflows/NAME.json (UI format, for drag-and-drop) and workflows/api/NAME.json
-(API format, for /prompt) from consistory_run.example_workflows, on the default host (ComfyUI
-0.3.75: the UI files record its sockets):
+"""Writes example_workflows/NAME.json (UI format: ComfyUI's template browser lists these, and
+they load by drag-and-drop) and example_workflows/api/NAME.json (API format, for /prompt) from
+consistory_run.example_workflows, on the default host (ComfyUI 0.3.75: the UI files record its
+sockets), and removes the .json files there that no workflow makes any more (a renamed one):
 
     .venv/bin/python scripts/make_workflows.py
+
+Their thumbnails (NAME.jpg) are scripts/make_thumbnails.py's.
 """
 from __future__ import annotations
 
@@ -34,11 +37,17 @@ def main() -> None:
                          "and COMFYUI_PATH")
     host = Host.start()
     host.load_pack(Path(tempfile.mkdtemp()) / "custom_nodes")
-    (REPO / "workflows" / "api").mkdir(parents=True, exist_ok=True)
-    for name, (ui, api) in render(host).items():
-        (REPO / "workflows" / f"{name}.json").write_text(ui)
-        (REPO / "workflows" / "api" / f"{name}.json").write_text(api)
-        print(f"workflows/{name}.json, workflows/api/{name}.json")
+    folder = REPO / "example_workflows"
+    (folder / "api").mkdir(parents=True, exist_ok=True)
+    workflows = render(host)
+    for name, (ui, api) in workflows.items():
+        (folder / f"{name}.json").write_text(ui)
+        (folder / "api" / f"{name}.json").write_text(api)
+        print(f"example_workflows/{name}.json, example_workflows/api/{name}.json")
+    for stale in [*folder.glob("*.json"), *(folder / "api").glob("*.json")]:
+        if stale.name[:-len(".json")] not in workflows:
+            stale.unlink()
+            print(f"removed {stale.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ def test_the_archive_leaves_out_tests_and_tools_and_keeps_the_runtime():
                  "benchmarks/sdxl_cost.py", "consistory_run/host.py", "tests/fixtures/bank_format1.safetensors"):
         assert is_ignored(path), path
     for path in ("__init__.py", "server_routes.py", "nodes/story_prompts.py", "consistory_core/sdsa.py", "consistory_patches/story.py",
-                 "workflows/consistory_story.json", "LICENSE", "README.md", "docs/icon.png"):
+                 "example_workflows/One subject in four scenes.json", "example_workflows/One subject in four scenes.jpg",
+                 "example_workflows/api/One subject in four scenes.json", "example_workflows/input/mug.png",
+                 "LICENSE", "README.md", "docs/icon.png"):
         assert not is_ignored(path), path
 
 

@@ -1,5 +1,6 @@
 """The pack in the real browser UI: the host's server, its page in headless Chromium (Debian's
-chromium + chromium-driver, driven by Selenium), every workflow file loaded as a drop loads it."""
+chromium + chromium-driver, driven by Selenium), every workflow file loaded as a drop loads it,
+and the template browser showing the pack's workflows with their thumbnails."""
 import json
 import os
 import shutil
@@ -7,14 +8,18 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from consistory_run.host import comfyui_path
+from consistory_run.example_workflows import STORY, WORKFLOWS as BUILT
+from consistory_run.host import PACK_NAME, comfyui_path
 from consistory_testing.server import get_json, running_server
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
-README_SCREENSHOT = REPO / "docs" / "story_graph.png"  # refreshed with CONSISTORY_UPDATE_SCREENSHOT=1
+WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
+# README's pictures of the page, refreshed with CONSISTORY_UPDATE_SCREENSHOT=1
+README_SCREENSHOT = REPO / "docs" / "story_graph.png"
+TEMPLATES_SCREENSHOT = REPO / "docs" / "templates.png"
 
 
 @pytest.fixture(scope="module")
@@ -105,17 +110,21 @@ def test_consistory_widgets_show_their_defaults(page):
                     shown[name][input_name] == expected, (name, input_name, shown[name][input_name], expected)
 
 
+HIDE_BANNER = """
+  // today's frontend announces its news in a banner over the top bar: hide the banner only
+  const texts = [...document.querySelectorAll("*")].filter(el => /^Introducing/.test((el.textContent || "").trim()));
+  let banner = texts[texts.length - 1];
+  while (banner && banner.parentElement &&
+         (banner.parentElement.textContent || "").trim().length < 160) banner = banner.parentElement;
+  if (banner) banner.style.display = "none";
+"""
+
+
 def test_screenshot_of_the_story_graph(page, tmp_path):
     driver, _ = page
-    workflow = json.loads((REPO / "workflows" / "consistory_story.json").read_text())
+    workflow = json.loads((REPO / "example_workflows" / f"{STORY}.json").read_text())
     driver.execute_async_script(LOAD, workflow)
-    driver.execute_script("""
-      // today's frontend announces its news in a banner over the top bar: hide the banner only
-      const texts = [...document.querySelectorAll("*")].filter(el => /^Introducing/.test((el.textContent || "").trim()));
-      let banner = texts[texts.length - 1];
-      while (banner && banner.parentElement &&
-             (banner.parentElement.textContent || "").trim().length < 160) banner = banner.parentElement;
-      if (banner) banner.style.display = "none";
+    driver.execute_script(HIDE_BANNER + """
       const ds = app.canvas.ds; ds.scale = 0.6; ds.offset = [115, 175];
       app.canvas.setDirty(true, true); app.canvas.draw(true, true);""")
     time.sleep(1)
@@ -124,3 +133,110 @@ def test_screenshot_of_the_story_graph(page, tmp_path):
     assert shot.stat().st_size > 20_000
     if os.environ.get("CONSISTORY_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, README_SCREENSHOT)
+
+
+CARDS = """
+const [pack, done] = [arguments[0], arguments[arguments.length - 1]];
+const pause = ms => new Promise(r => setTimeout(r, ms));
+(async () => {
+  const dialog = () => document.querySelector("[role=dialog]");
+  const deadline = Date.now() + 60000;
+  let item;
+  while (!(item = dialog() && [...dialog().querySelectorAll("*")].find(
+             e => e.children.length === 0 && e.textContent.trim() === pack))) {
+    if (Date.now() > deadline) return done({error: "no " + pack + " in the template browser's list"});
+    await pause(250);
+  }
+  item.click();  // the pack's category (Extensions > pack)
+  const cards = () => [...dialog().querySelectorAll("[data-testid^='template-workflow-']")]
+    .filter(c => c.getAttribute("data-testid") !== "template-workflows-content");
+  let last = -1;
+  while (cards().length !== last || cards().length === 0) {  // the grid settles
+    if (Date.now() > deadline) return done({error: "no cards"});
+    last = cards().length;
+    await pause(1000);
+  }
+  const out = [];
+  for (const card of cards()) {
+    card.scrollIntoView({block: "center"});  // thumbnails load once in view
+    const image = () => card.querySelector("img");
+    const until = Date.now() + 20000;
+    while (!(image() && image().complete && image().naturalWidth > 0) && Date.now() < until) await pause(200);
+    const title = card.querySelector("h3"), description = card.querySelector("p");
+    const img = image(), loaded = !!img && img.complete && img.naturalWidth > 0;
+    let blocks = null;  // the picture shown: mean colour of each of 4 x 4 blocks
+    if (loaded) {
+      const [w, h] = [img.naturalWidth, img.naturalHeight];
+      const canvas = Object.assign(document.createElement("canvas"), {width: w, height: h});
+      const context = canvas.getContext("2d");
+      context.drawImage(img, 0, 0);
+      const data = context.getImageData(0, 0, w, h).data;
+      blocks = [];
+      for (let by = 0; by < 4; by++) for (let bx = 0; bx < 4; bx++) {
+        const sum = [0, 0, 0]; let n = 0;
+        for (let y = Math.floor(by * h / 4); y < Math.floor((by + 1) * h / 4); y++)
+          for (let x = Math.floor(bx * w / 4); x < Math.floor((bx + 1) * w / 4); x++, n++)
+            for (let c = 0; c < 3; c++) sum[c] += data[4 * (y * w + x) + c];
+        blocks.push(sum.map(v => v / n));
+      }
+    }
+    out.push({id: card.getAttribute("data-testid"),
+              title: title && title.textContent.trim(), description: description && description.textContent.trim(),
+              titleCut: !!title && title.scrollHeight > title.clientHeight + 1, src: img && img.currentSrc,
+              size: loaded ? [img.naturalWidth, img.naturalHeight] : null, blocks});
+  }
+  const fetched = performance.getEntriesByType("resource").map(e => [decodeURIComponent(e.name), e.responseStatus]);
+  let scroller = cards()[0];  // back to the top of the list, for the screenshot
+  while (scroller && scroller.scrollHeight <= scroller.clientHeight + 1) scroller = scroller.parentElement;
+  if (scroller) scroller.scrollTop = 0;
+  const r = dialog().getBoundingClientRect();
+  done({cards: out, fetched, dialog: [r.left, r.top, r.right, r.bottom].map(v => v * window.devicePixelRatio)});
+})().catch(e => done({error: String(e)}));
+"""
+
+
+def test_the_template_browser_shows_each_workflow_with_its_title_description_and_thumbnail(page, tmp_path):
+    """Workflow > Browse Templates, the pack's category: one card per example workflow, titled
+    with its name (whole, on the card's one line), described by it (the frontend turns - and _
+    into spaces), and its thumbnail: example_workflows/NAME.jpg fetched from the host and shown
+    (the picture decoded in the card is that file's, not the placeholder the frontend shows when
+    the file is missing)."""
+    from PIL import Image
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    driver, _ = page
+    driver.set_window_size(1260, 1760)  # three rows of cards
+    try:  # the command the menu's Browse Templates item runs
+        driver.execute_script("performance.setResourceTimingBufferSize(10000); performance.clearResourceTimings();"
+                              "app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        result = driver.execute_async_script(CARDS, PACK_NAME)
+        assert "error" not in result, result
+        time.sleep(1)
+        driver.execute_script(HIDE_BANNER)
+        shot = tmp_path / "templates.png"
+        driver.save_screenshot(str(shot))
+    finally:
+        ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+        driver.set_window_size(1260, 1600)
+    cards = {c["id"].removeprefix("template-workflow-"): c for c in result["cards"]}
+    assert sorted(cards) == sorted(BUILT)
+    for name, card in cards.items():
+        assert card["title"] == name, card
+        assert not card["titleCut"], f"{name}: its title is cut on the card"
+        assert card["description"] == name.replace("-", " ").replace("_", " "), card
+        url = f"/api/workflow_templates/{PACK_NAME}/{name}.jpg"
+        assert [status for fetched, status in result["fetched"] if fetched.endswith(url)][-1:] == [200], name
+        assert "default-template" not in card["src"], card["src"]
+        with Image.open(REPO / "example_workflows" / f"{name}.jpg") as thumbnail:
+            assert card["size"] == list(thumbnail.size), (name, card["size"])
+            pixels = np.asarray(thumbnail.convert("RGB"), dtype=np.float64)
+        h, w = pixels.shape[:2]
+        blocks = [pixels[by * h // 4:(by + 1) * h // 4, bx * w // 4:(bx + 1) * w // 4].mean((0, 1))
+                  for by in range(4) for bx in range(4)]
+        assert np.abs(np.array(card["blocks"]) - np.array(blocks)).max() < 8, name
+    assert shot.stat().st_size > 100_000
+    if os.environ.get("CONSISTORY_UPDATE_SCREENSHOT") == "1":
+        with Image.open(shot) as image:  # the dialog, in 256 colours (a third of the bytes)
+            dialog = image.convert("RGB").crop(tuple(round(v) for v in result["dialog"]))
+            dialog.quantize(256, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(TEMPLATES_SCREENSHOT,
+                                                                                         optimize=True)

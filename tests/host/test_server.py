@@ -1,11 +1,14 @@
-"""The pack inside the host's own running server: /object_info, /prompt, /history, files on disk."""
+"""The pack inside the host's own running server: /object_info, /prompt, /history, the template
+list (/workflow_templates), files on disk."""
 import json
 import time
+import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from consistory_run.example_workflows import shrunk
+from consistory_run.example_workflows import STORY, WORKFLOWS, shrunk
 from consistory_testing.server import get_json, post_json, running_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,7 +84,7 @@ def test_the_v3_nodes_show_what_the_v1_nodes_showed(server):
 
 def test_a_story_posted_to_prompt_runs_and_writes_its_images(server):
     url, base = server
-    api = shrunk(json.loads((REPO / "workflows" / "api" / "consistory_story.json").read_text()))
+    api = shrunk(json.loads((REPO / "example_workflows" / "api" / f"{STORY}.json").read_text()))
     answer = post_json(url + "/prompt", {"prompt": api, "client_id": "consistory-test"})
     assert not answer.get("node_errors"), answer
     prompt_id = answer["prompt_id"]
@@ -97,17 +100,25 @@ def test_a_story_posted_to_prompt_runs_and_writes_its_images(server):
     assert all((base / "output" / name).is_file() for name in saved)
 
 
-def test_the_workflows_appear_in_the_template_browser(server):
-    """Today's ComfyUI lists a pack's `workflows/` (or `example_workflows/`) JSON files in its
-    template browser (Workflow > Browse Templates) and serves them; the API-format copies in
-    `workflows/api/` are not listed."""
+def test_the_template_route_lists_exactly_the_packs_workflows_and_serves_them_with_thumbnails(server):
+    """ComfyUI lists a pack's `example_workflows/*.json` (the folder's own files only) in its
+    template browser (Workflow > Browse Templates) by file name and serves each file and its
+    thumbnail (NAME.jpg) under /api/workflow_templates/PACK/: the list is exactly the workflows
+    the pack makes, once each (no leftover file, no second folder the host also reads); the
+    API-format copies (`api/`) and the sample input images (`input/`) are not in it."""
     from consistory_testing.server import PACK_NAME
     url, _ = server
-    templates = get_json(url + "/workflow_templates")
-    ours = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
-    assert sorted(templates[PACK_NAME]) == ours
-    served = get_json(f"{url}/api/workflow_templates/{PACK_NAME}/consistory_story.json")
-    assert served == json.loads((REPO / "workflows" / "consistory_story.json").read_text())
+    folder = REPO / "example_workflows"
+    ours = sorted(WORKFLOWS)
+    assert len(ours) >= 9
+    listed = get_json(url + "/workflow_templates")[PACK_NAME]
+    assert sorted(listed) == ours
+    for name in ours:
+        base = f"{url}/api/workflow_templates/{PACK_NAME}/{quote(name)}"
+        assert get_json(base + ".json") == json.loads((folder / f"{name}.json").read_text()), name
+        with urllib.request.urlopen(base + ".jpg", timeout=30) as r:
+            assert r.headers["Content-Type"] == "image/jpeg", name
+            assert r.read() == (folder / f"{name}.jpg").read_bytes(), name
 
 
 def test_search_aliases_reach_a_host_whose_schema_has_them(host, monkeypatch):

@@ -1,19 +1,21 @@
-"""The example workflows in workflows/: current with their builder, valid against the host's
-node definitions, and runnable on the host."""
+"""The example workflows in example_workflows/: current with their builder, valid against the
+host's node definitions, and runnable on the host."""
 import json
 from pathlib import Path
 
 import pytest
 
+from consistory_run import example_workflows as ex
 from consistory_run.example_workflows import shrunk
 from consistory_run.workflow_format import input_specs
 
 REPO = Path(__file__).resolve().parents[2]
-NAMES = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
+FOLDER = REPO / "example_workflows"
+NAMES = sorted(p.stem for p in FOLDER.glob("*.json"))
 
 
 def load(name, api=False):
-    return json.loads((REPO / "workflows" / ("api" if api else "") / f"{name}.json").read_text())
+    return json.loads((FOLDER / ("api" if api else "") / f"{name}.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def rendered(host):
 def test_every_workflow_is_shipped_in_both_formats(rendered):
     """Every workflow the builder makes is shipped."""
     assert set(rendered) == set(NAMES) and len(NAMES) >= 9
-    assert sorted(p.stem for p in (REPO / "workflows" / "api").glob("*.json")) == NAMES
+    assert sorted(p.stem for p in (FOLDER / "api").glob("*.json")) == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -39,9 +41,9 @@ def test_workflow_files_are_current(rendered, name):
     test_workflow_matches_the_hosts_node_definitions checks them."""
     from consistory_run.host import DEFAULT_HOST, host_name
     ui, api = rendered[name]
-    assert (REPO / "workflows" / "api" / f"{name}.json").read_text() == api, "run scripts/make_workflows.py"
+    assert (FOLDER / "api" / f"{name}.json").read_text() == api, "run scripts/make_workflows.py"
     if host_name() == DEFAULT_HOST:
-        assert (REPO / "workflows" / f"{name}.json").read_text() == ui, "run scripts/make_workflows.py"
+        assert (FOLDER / f"{name}.json").read_text() == ui, "run scripts/make_workflows.py"
 
 
 @pytest.fixture
@@ -133,7 +135,7 @@ def test_workflow_matches_the_hosts_node_definitions(host, user_files, name):
 
 def test_the_validator_catches_what_it_should(host, user_files):
     """A wrong widget value, an unknown node and a mistyped link are all reported."""
-    bad = load("consistory_story")
+    bad = load(ex.STORY)
     sdsa = next(n for n in bad["nodes"] if n["type"] == "ConsiStorySDSA")
     sdsa["widgets_values"][0] = 1.5  # dropout above its max
     bad["links"][0][5] = "LATENT"
@@ -153,9 +155,8 @@ def run_workflow(host, name):
             for n in api.values() if n["class_type"] == "SaveImage"}
 
 
-@pytest.mark.parametrize("names", [["consistory_story"], ["consistory_multi_subject"], ["consistory_controlnet"],
-                                   ["consistory_story_paper"], ["consistory_story_sd15"], ["consistory_story_flux"],
-                                   ["consistory_make_subject", "consistory_reuse_subject"]],
+@pytest.mark.parametrize("names", [[ex.STORY], [ex.MULTI_SUBJECT], [ex.CONTROLNET_STORY], [ex.STORY_PAPER],
+                                   [ex.STORY_SD15], [ex.STORY_FLUX], [ex.MAKE_SUBJECT, ex.REUSE_SUBJECT]],
                          ids=lambda names: " then ".join(names))
 def test_workflow_runs_on_the_host(host, names, tmp_path, monkeypatch):
     import folder_paths
@@ -202,4 +203,4 @@ def test_every_workflow_has_a_note_saying_what_to_load_where_and_what_to_edit(na
             assert f"ComfyUI/models/{folders[kind]}" in notes[0], kind
     assert "Edit" in notes[0] and any(kind in folders for kind in loaders)
     if "LoadImage" in loaders:
-        assert (REPO / "workflows" / loaders["LoadImage"]).is_file()  # the sample image ships
+        assert (FOLDER / "input" / loaders["LoadImage"]).is_file()  # the sample image ships
