@@ -215,9 +215,7 @@ def main(argv=None) -> int:
         print("      --tiny: a tiny SDXL-shaped model with random weights; the images "
               "show that the pipeline runs, not what SDXL would draw", flush=True)
     elif a.model == "world":
-        from story_world import nodes as story_nodes
-        host.register(story_nodes.NODE_CLASS_MAPPINGS)
-        loader = {"class_type": "ConsiStoryStoryWorldCheckpoint", "inputs": {}}
+        loader = {"class_type": "ConsiStoryStoryWorldCheckpoint", "inputs": {}}  # the pack's own loader node
         print("      no --ckpt: the story-world model trained in this repository (a small creature or a "
               "little robot in 8 scenes, 64x64 images); the same story is also sampled plainly", flush=True)
 

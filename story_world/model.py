@@ -94,7 +94,7 @@ def _fill_text(module: torch.nn.Module, seed: int) -> None:
 def build_text_encoder(seed: int = TEXT_SEED):
     """A host ``comfy.sd.CLIP``: tiny CLIP-L + CLIP-G with frozen random weights behind the
     real SDXL tokenizer. encode_from_tokens gives (1, 77k, 64) context and (1, 32) pooled."""
-    from consistory_testing.tiny_models import sdxl_clip_from
+    from .text_encoder import sdxl_clip_from
     clip = sdxl_clip_from(CONFIGS)
     _fill_text(clip.cond_stage_model, seed)
     return clip
