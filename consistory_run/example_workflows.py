@@ -9,7 +9,7 @@ description. So each name is a short phrase, without `-` or `_`.
 from __future__ import annotations
 
 from .graphs import (FLUX_FILES, make_subject_graph, photo_subject_graph, reuse_subject_graph, story_graph,
-                     with_controlnet, with_flux_loaders, with_paper_extras, with_saved_images)
+                     with_controlnet, with_flux_loaders, with_paper_extras, with_plain_branch, with_saved_images)
 
 STORY = "One subject in four scenes"
 STORY_PAPER = "Four scenes with paper settings"
@@ -20,6 +20,7 @@ REUSE_SUBJECT = "Reuse a saved subject"
 SUBJECT_FROM_PHOTO = "A subject from a photo"
 STORY_SD15 = "Four scenes on SD 1.5"
 STORY_FLUX = "Four scenes on Flux.1 dev"
+TRY_ON_CPU = "Plain vs ConsiStory on a CPU"
 
 CHECKPOINT = "sd_xl_base_1.0.safetensors"
 SCENES = ["walking in a park", "reading a book in a library", "cooking in a kitchen",
@@ -39,6 +40,27 @@ def story() -> tuple[dict, dict, list]:
     groups = [("1. Story: subject + one scene per line", ["ckpt", "story", "neg", "latent"]),
               ("2. ConsiStory patches (SDSA → query blend → injection)", ["sdsa", "blend", "inject"]),
               ("3. Sample, decode, masks", ["sampler", "decode", "masks", "save_images", "save_masks"])]
+    return g, titles, groups
+
+
+# the story-world model (story_world/, shipped with the pack): its one size, the CLI's settings for it
+WORLD_LOADER = {"class_type": "ConsiStoryStoryWorldCheckpoint", "inputs": {}}
+WORLD_SCENES = ["on the left in a snowy field", "jumping in a forest", "on a city street",
+                "small in the distance on the moon"]
+WORLD = dict(loader=WORLD_LOADER, width=256, height=256, steps=20, cfg=4.0, sampler="ddim", scheduler="ddim_uniform",
+             seed=40, scenes=WORLD_SCENES, subject="a small creature", words="", negative="", anchors=2)
+
+
+def try_on_cpu() -> tuple[dict, dict, list]:
+    """The story on the story-world model, and the same story sampled plainly beside it."""
+    g = _clean(with_plain_branch(with_saved_images(story_graph(blend=True, inject="fast", **WORLD),
+                                                   prefix="consistory_world"), prefix="plain_world"))
+    titles = {"ckpt": "Story world model (ships with the pack)", "sampler": "Sampler with ConsiStory",
+              "plain_sampler": "Plain sampler (same seed)", "save_images": "ConsiStory: the anchors' creature",
+              "save_plain": "Plain: each image its own creature"}
+    groups = [("1. The story-world model and a story", ["ckpt", "story", "neg", "latent"]),
+              ("2. ConsiStory", ["sdsa", "blend", "inject", "sampler", "decode", "masks", "save_images", "save_masks"]),
+              ("3. Plain sampling, same seed", ["plain_sampler", "plain_decode", "save_plain"])]
     return g, titles, groups
 
 
@@ -178,6 +200,16 @@ _TEMPLATE = "the template '{}' (Workflow > Browse Templates > comfyui-consistory
 _SAMPLE = ("a sample ships with the pack: copy example_workflows/input/{} from the comfyui-consistory folder "
            "there")
 NOTES = {
+    TRY_ON_CPU: "\n".join([
+        "Try ConsiStory on a CPU in seconds, without SDXL weights: the story-world model ships with the pack (a "
+        "small model trained on a synthetic world: a creature or a robot in 8 scenes, 64 x 64 images).", "",
+        "Queue: the same four scenes are sampled twice with the same seed, with ConsiStory (top: the creature of "
+        "the first two images, the anchors, in every scene) and plainly (bottom: each image draws its own). "
+        "The model draws one size: keep Empty Latent Image at 256 x 256.",
+        "Edit in Story Prompts: the subject ('a small creature' or 'a little robot') and one scene per line, "
+        "from what the model knows: in a snowy field, on a beach at night, in a forest, in a desert, on a city "
+        "street, under the sea, in a meadow with flowers, on the moon; before it 'on the left', 'on the right', "
+        "'in the middle', 'jumping', 'small in the distance' or 'close up' if you like."]),
     STORY: "\n".join([
         "ConsiStory story (fast): SDSA + Query Blend + one-pass Feature Injection.", "", _SDXL, _STORY, _OUT]),
     STORY_PAPER: "\n".join([
@@ -231,14 +263,15 @@ NOTES = {
         "ComfyUI/models/checkpoints.", _STORY, _OUT]),
 }
 
-WORKFLOWS = {STORY: story, MULTI_SUBJECT: multi_subject, CONTROLNET_STORY: controlnet, STORY_PAPER: story_paper,
+WORKFLOWS = {TRY_ON_CPU: try_on_cpu, STORY: story, MULTI_SUBJECT: multi_subject, CONTROLNET_STORY: controlnet, STORY_PAPER: story_paper,
              MAKE_SUBJECT: make_subject, REUSE_SUBJECT: reuse_subject, SUBJECT_FROM_PHOTO: subject_from_photo,
              STORY_SD15: story_sd15, STORY_FLUX: story_flux}
 
 
 def shrunk(api: dict) -> dict:
     """The API twin with tiny models for the checkpoint (SDXL, SD 1.5 or Flux's three loaders) and
-    ControlNet, 128 px and 10 steps."""
+    ControlNet, 128 px and 10 steps (the story-world model keeps its one size)."""
+    on_world = any(node["class_type"] == WORLD_LOADER["class_type"] for node in api.values())
     for node in api.values():
         kind, inputs = node["class_type"], node["inputs"]
         if kind == "UNETLoader":  # Flux: one tiny loader stands for the three
@@ -255,7 +288,7 @@ def shrunk(api: dict) -> dict:
             node.update(class_type="ConsiStoryTinyControlNet", inputs={"weight_seed": 0})
         elif kind == "LoadImage":
             node.update(class_type="EmptyImage", inputs={"width": 128, "height": 128, "batch_size": 1, "color": 0})
-        elif kind in ("EmptyLatentImage", "EmptySD3LatentImage"):
+        elif kind in ("EmptyLatentImage", "EmptySD3LatentImage") and not on_world:  # the story world: one size
             inputs.update(width=128, height=128)
         elif kind == "KSampler":
             inputs.update(steps=10)

@@ -85,6 +85,16 @@ def with_saved_images(g, prefix="story"):
     return g
 
 
+def with_plain_branch(g, prefix="plain"):
+    """Adds plain sampling beside the story: a second sampler with the same prompts, latent, seed
+    and settings on the loader's own model (no ConsiStory), decoded and saved as ``prefix``."""
+    g = dict(g)
+    g["plain_sampler"] = {"class_type": "KSampler", "inputs": dict(g["sampler"]["inputs"], model=["ckpt", 0])}
+    g["plain_decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["plain_sampler", 0], "vae": ["ckpt", 2]}}
+    g["save_plain"] = {"class_type": "SaveImage", "inputs": {"images": ["plain_decode", 0], "filename_prefix": prefix}}
+    return g
+
+
 def make_subject_graph(scenes, anchors=2, prefix="subject", **kw):
     """Anchors only: sample them with SDSA (anchors = k), then Anchor Bank -> Save Anchor Bank."""
     g = story_graph(scenes, anchors=anchors, **kw)

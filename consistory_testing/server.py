@@ -28,14 +28,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare_base(base: Path) -> list[str]:
-    """Folders of a throwaway ComfyUI base; returns the main.py arguments that use them."""
+def prepare_base(base: Path, archive: bool = False) -> list[str]:
+    """Folders of a throwaway ComfyUI base; returns the main.py arguments that use them. The
+    pack is this repository linked in, with the test nodes beside it; archive: a copy of what
+    a Registry archive holds (consistory_testing.archive), alone."""
     for name in ("custom_nodes", "input", "output", "temp", "user", "models/checkpoints"):
         (base / name).mkdir(parents=True, exist_ok=True)
     link = base / "custom_nodes" / PACK_NAME
-    if not link.exists():
+    if archive and not link.exists():
+        from .archive import copy_archive
+        copy_archive(link)
+    elif not link.exists():
         link.symlink_to(PACK_DIR, target_is_directory=True)
-    (base / "custom_nodes" / "consistory_test_nodes.py").write_text(TEST_NODES)
+    if not archive:
+        (base / "custom_nodes" / "consistory_test_nodes.py").write_text(TEST_NODES)
     args = ["--output-directory", str(base / "output"), "--input-directory", str(base / "input"),
             "--temp-directory", str(base / "temp")]
     host = comfyui_path()
@@ -61,14 +67,15 @@ def post_json(url: str, data: dict, timeout: float = 30):
 PROCESSES: dict = {}  # url -> the server's process, while it runs (tests stop one on purpose)
 
 
-def _start(base: Path):
-    """(process, url, log file) of a server started on a free loopback port."""
+def _start(base: Path, archive: bool = False):
+    """(process, url, log file) of a server started on a free loopback port (archive: see
+    prepare_base; the repository is then not on the server's sys.path either)."""
     port = free_port()
     log = open(base / "server.log", "w")
     command = [sys.executable, "-m", "consistory_testing.serve", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-               "--disable-auto-launch"] + prepare_base(base)
+               "--disable-auto-launch"] + prepare_base(base, archive)
     process = subprocess.Popen(command, cwd=PACK_DIR, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "CONSISTORY_SERVE_BARE": "1" if archive else ""})
     url = f"http://127.0.0.1:{port}"
     PROCESSES[url] = process
     return process, url, log
@@ -100,13 +107,13 @@ def _stop(process, url: str, log) -> None:
 
 
 @contextlib.contextmanager
-def running_servers(bases: list, start_timeout: float = 300):
+def running_servers(bases: list, start_timeout: float = 300, archive: bool = False):
     """Yields the URLs of one server per base folder, started together; all are stopped on
     exit, whatever happened."""
     started = []
     try:
         for base in bases:
-            started.append((*_start(base), base))
+            started.append((*_start(base, archive), base))
         for process, url, _, base in started:
             _wait_ready(process, url, base, start_timeout)
         yield [url for _, url, _, _ in started]
@@ -116,7 +123,8 @@ def running_servers(bases: list, start_timeout: float = 300):
 
 
 @contextlib.contextmanager
-def running_server(base: Path, start_timeout: float = 180):
-    """Yields the server's URL; the server is stopped on exit, whatever happened."""
-    with running_servers([base], start_timeout) as (url,):
+def running_server(base: Path, start_timeout: float = 180, archive: bool = False):
+    """Yields the server's URL; the server is stopped on exit, whatever happened. archive: the
+    pack as a Registry archive installs it, alone (prepare_base)."""
+    with running_servers([base], start_timeout, archive) as (url,):
         yield url

@@ -51,6 +51,7 @@ CREATURE = dict(subject="a small creature", words="creature")
 STORY_SCENES = ["on the left in a snowy field", "jumping in a forest", "on a city street", "in a meadow with flowers"]
 NEW_SCENES = ["on a city street", "in a meadow with flowers", "on the right in a snowy field"]
 RENDERED = {
+    ex.TRY_ON_CPU: dict(subject=ex.WORLD["subject"], words=ex.WORLD["words"], scenes=ex.WORLD_SCENES),
     ex.STORY: dict(CREATURE, scenes=STORY_SCENES),
     ex.STORY_PAPER: dict(CREATURE, scenes=STORY_SCENES),
     ex.MULTI_SUBJECT: dict(subject="a small creature\na little robot", words="creature\nrobot",
@@ -175,10 +176,8 @@ def render_thumbnails(names: list) -> None:
     from consistory_run.host import Host
     host = Host.start()
     import folder_paths
-    from story_world import nodes as world_nodes
     from story_world.world import SCENES
     host.load_pack(Path(tempfile.mkdtemp(prefix="consistory-thumbnails-")) / "custom_nodes")
-    host.register(world_nodes.NODE_CLASS_MAPPINGS)
     work = Path(tempfile.mkdtemp(prefix="consistory-thumbnails-"))
     folder_paths.set_output_directory(str(work / "output"))
     folder_paths.set_input_directory(str(work / "input"))
@@ -197,6 +196,10 @@ def render_thumbnails(names: list) -> None:
         return prefix
 
     out = work / "output"
+    if ex.TRY_ON_CPU in names:  # the workflow itself (the story world): an anchor and a later scene, both ways
+        prefix = run(ex.TRY_ON_CPU)
+        plain, story = saved(out, f"{prefix}_plain_world", 4), saved(out, f"{prefix}_consistory_world", 4)
+        save_jpeg(grid([plain[0], plain[2], story[0], story[2]], {0: "plain", 2: "ConsiStory"}), ex.TRY_ON_CPU)
     for name in [n for n in (ex.STORY, ex.STORY_PAPER, ex.MULTI_SUBJECT) if n in names]:
         prefix = run(name)
         save_jpeg(grid(saved(out, f"{prefix}_{saved_prefix(name)}", 4)), name)

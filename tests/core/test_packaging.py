@@ -1,28 +1,13 @@
 """What a Registry archive of the pack holds: the runtime and nothing it does not need, no
 made-up addresses in pyproject.toml, and a runtime that imports only what ships."""
 import ast
-import fnmatch
 import tomllib
 from pathlib import Path
 
+from consistory_testing.archive import is_ignored
+
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = ("__init__.py", "server_routes.py", "nodes", "consistory_core", "consistory_patches", "story_world")
-
-
-def ignored_patterns() -> list[str]:
-    lines = (REPO / ".comfyignore").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def is_ignored(relative: str) -> bool:
-    for pattern in ignored_patterns():
-        if pattern.endswith("/") and (relative + "/").startswith(pattern):
-            return True
-        if "/" in pattern.rstrip("/") and fnmatch.fnmatch(relative, pattern):  # a path from the root (gitignore)
-            return True
-        if "/" not in pattern and fnmatch.fnmatch(Path(relative).name, pattern):
-            return True
-    return False
 
 
 def test_the_archive_leaves_out_tests_and_tools_and_keeps_the_runtime():
