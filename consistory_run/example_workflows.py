@@ -85,7 +85,7 @@ def reuse_subject() -> tuple[dict, dict, list]:
     return g, titles, groups
 
 
-PHOTO = "mug.png"
+PHOTO = "consistory_mug.png"  # example_workflows/input/, put into ComfyUI/input by the pack (sample_inputs.py)
 PHOTO_SCENES = ["on a desk next to a laptop", "on a picnic blanket in a park", "on a snowy window sill"]
 
 
@@ -140,7 +140,7 @@ def story_flux() -> tuple[dict, dict, list]:
 
 
 CONTROLNET = "diffusers_xl_depth_full.safetensors"
-DEPTH_IMAGE = "depth.png"
+DEPTH_IMAGE = "consistory_depth.png"
 
 
 def multi_subject() -> tuple[dict, dict, list]:
@@ -175,8 +175,7 @@ _STORY = ("Edit in Story Prompts: the subject (one line), its words (empty: its 
           "first 2 are the anchors the others copy the subject from.")
 _OUT = "Queue: the images and the subject-mask overlays go to ComfyUI/output."
 _TEMPLATE = "the template '{}' (Workflow > Browse Templates > comfyui-consistory)"
-_SAMPLE = ("a sample ships with the pack: copy example_workflows/input/{} from the comfyui-consistory folder "
-           "there")
+_SAMPLE = "the pack puts its sample {} there when ComfyUI starts"
 NOTES = {
     STORY: "\n".join([
         "ConsiStory story (fast): SDSA + Query Blend + one-pass Feature Injection.", "", _SDXL, _STORY, _OUT]),

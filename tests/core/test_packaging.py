@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-RUNTIME = ("__init__.py", "server_routes.py", "nodes", "consistory_core", "consistory_patches", "story_world")
+RUNTIME = ("__init__.py", "server_routes.py", "sample_inputs.py", "nodes", "consistory_core", "consistory_patches", "story_world")
 
 
 def ignored_patterns() -> list[str]:
@@ -29,9 +29,10 @@ def test_the_archive_leaves_out_tests_and_tools_and_keeps_the_runtime():
     for path in ("tests/core/test_packaging.py", "consistory_testing/probes.py", "scripts/setup.sh",
                  "benchmarks/sdxl_cost.py", "consistory_run/host.py", "tests/fixtures/bank_format1.safetensors"):
         assert is_ignored(path), path
-    for path in ("__init__.py", "server_routes.py", "nodes/story_prompts.py", "consistory_core/sdsa.py", "consistory_patches/story.py",
+    for path in ("__init__.py", "server_routes.py", "sample_inputs.py", "nodes/story_prompts.py", "consistory_core/sdsa.py", "consistory_patches/story.py",
                  "example_workflows/One subject in four scenes.json", "example_workflows/One subject in four scenes.jpg",
-                 "example_workflows/api/One subject in four scenes.json", "example_workflows/input/mug.png",
+                 "example_workflows/api/One subject in four scenes.json", "example_workflows/input/consistory_mug.png",
+                 "example_workflows/input/consistory_depth.png",
                  "LICENSE", "README.md", "docs/icon.png", "nodes/story_world_checkpoint.py", "story_world/model.py",
                  "story_world/text_encoder.py", "story_world/configs/clip_l.json",
                  "story_world/weights/story_world.safetensors"):
