@@ -107,7 +107,7 @@ def reuse_subject() -> tuple[dict, dict, list]:
     return g, titles, groups
 
 
-PHOTO = "mug.png"
+PHOTO = "consistory_mug.png"  # example_workflows/input/, put into ComfyUI/input by the pack (sample_inputs.py)
 PHOTO_SCENES = ["on a desk next to a laptop", "on a picnic blanket in a park", "on a snowy window sill"]
 
 
@@ -162,7 +162,7 @@ def story_flux() -> tuple[dict, dict, list]:
 
 
 CONTROLNET = "diffusers_xl_depth_full.safetensors"
-DEPTH_IMAGE = "depth.png"
+DEPTH_IMAGE = "consistory_depth.png"
 
 
 def multi_subject() -> tuple[dict, dict, list]:
@@ -197,8 +197,7 @@ _STORY = ("Edit in Story Prompts: the subject (one line), its words (empty: its 
           "first 2 are the anchors the others copy the subject from.")
 _OUT = "Queue: the images and the subject-mask overlays go to ComfyUI/output."
 _TEMPLATE = "the template '{}' (Workflow > Browse Templates > comfyui-consistory)"
-_SAMPLE = ("a sample ships with the pack: copy example_workflows/input/{} from the comfyui-consistory folder "
-           "there")
+_SAMPLE = "the pack puts its sample {} there when ComfyUI starts"
 NOTES = {
     TRY_ON_CPU: "\n".join([
         "Try ConsiStory on a CPU in seconds, without SDXL weights: the story-world model ships with the pack (a "

@@ -1,4 +1,4 @@
-"""Draws example_workflows/input/mug.png, the sample "photo" the subject-from-a-photo workflow
+"""Draws example_workflows/input/consistory_mug.png, the sample "photo" the subject-from-a-photo workflow
 loads: a red mug with a white band on a wooden table (no photo can be downloaded here; swap in
 your own).
 
@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 SIZE = 768
-OUT = Path(__file__).resolve().parents[1] / "example_workflows" / "input" / "mug.png"
+OUT = Path(__file__).resolve().parents[1] / "example_workflows" / "input" / "consistory_mug.png"
 
 
 def main() -> None:

@@ -136,3 +136,28 @@ def test_search_aliases_reach_a_host_whose_schema_has_them(host, monkeypatch):
 
     monkeypatch.setattr(sockets.io, "Schema", Schema038)
     assert "consistent character" in sdsa.define_schema().search_aliases
+
+
+def test_the_sample_images_are_in_a_fresh_input_folder_and_load_image_offers_them(tmp_path):
+    """The photo and depth workflows load images that ship in example_workflows/input/: once the
+    pack has loaded, ComfyUI's input folder holds them and Load Image lists and shows them,
+    without any copying by hand; a different file already there under a sample's name is
+    neither replaced nor changed."""
+    from PIL import Image
+    from consistory_run import example_workflows as ex_workflows
+    from sample_inputs import SAMPLES
+    base = tmp_path / "base"
+    (base / "input").mkdir(parents=True)
+    theirs = base / "input" / ex_workflows.DEPTH_IMAGE
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(theirs)
+    before = theirs.read_bytes()
+    with running_server(base) as url:
+        spec = get_json(url + "/object_info/LoadImage")["LoadImage"]["input"]["required"]["image"]
+        listed = spec[0] if isinstance(spec[0], list) else spec[1]["options"]  # V1 combo, or COMBO + options
+        with urllib.request.urlopen(f"{url}/view?filename={quote(ex_workflows.PHOTO)}&type=input", timeout=30) as r:
+            shown = r.read()
+    for name in (ex_workflows.PHOTO, ex_workflows.DEPTH_IMAGE):
+        assert name in listed, (name, listed)
+    assert (base / "input" / ex_workflows.PHOTO).read_bytes() == (SAMPLES / ex_workflows.PHOTO).read_bytes() == shown
+    assert theirs.read_bytes() == before  # the user's file, not the sample
+    assert "kept the file(s) " + ex_workflows.DEPTH_IMAGE in (base / "server.log").read_text()

@@ -62,7 +62,7 @@ def user_files(tmp_path, monkeypatch):
     if hasattr(folder_paths, "filename_list_cache"):
         monkeypatch.setattr(folder_paths, "filename_list_cache", {})
     (tmp_path / "input").mkdir()
-    for image in ("depth.png", "mug.png"):
+    for image in (ex.DEPTH_IMAGE, ex.PHOTO):
         Image.new("RGB", (64, 64), (128, 128, 128)).save(tmp_path / "input" / image)
     (tmp_path / "output" / "consistory_banks").mkdir(parents=True)
     (tmp_path / "output" / "consistory_banks" / "old_man_00001.safetensors").write_bytes(b"")
