@@ -37,8 +37,8 @@ def _clean(graph: dict) -> dict:
 def story() -> tuple[dict, dict, list]:
     g = _clean(with_saved_images(story_graph(blend=True, inject="fast", **PAPER), prefix="consistory"))
     titles = {"sdsa": "ConsiStory SDSA", "blend": "ConsiStory Query Blend", "inject": "ConsiStory Feature Injection (one pass)"}
-    groups = [("1. Story: subject + one scene per line", ["ckpt", "story", "neg", "latent"]),
-              ("2. ConsiStory patches (SDSA → query blend → injection)", ["sdsa", "blend", "inject"]),
+    groups = [("1. Story: subject, scenes", ["ckpt", "story", "neg", "latent"]),
+              ("2. ConsiStory patches", ["sdsa", "blend", "inject"]),
               ("3. Sample, decode, masks", ["sampler", "decode", "masks", "save_images", "save_masks"])]
     return g, titles, groups
 
@@ -72,8 +72,8 @@ def story_paper() -> tuple[dict, dict, list]:
               "inject": "ConsiStory Feature Injection (exact)", "freeu": "ConsiStory FreeU (the paper's 1.1 / 1.2 / 0.6 / 0.4)",
               "zero_neg": "Empty negative as zeros (the paper's)"}
     groups = [("1. Story, FreeU, zero negative", ["ckpt", "freeu", "story", "neg", "zero_neg", "latent"]),
-              ("2. Pass 1: SDSA + query blend, features collected after it", ["sdsa", "blend", "pass1", "collect"]),
-              ("3. Pass 2: same seed + feature injection", ["inject", "sampler", "decode", "masks", "save_images", "save_masks"])]
+              ("2. Pass 1: collects features", ["sdsa", "blend", "pass1", "collect"]),
+              ("3. Pass 2: same seed, injects", ["inject", "sampler", "decode", "masks", "save_images", "save_masks"])]
     return g, titles, groups
 
 
@@ -88,7 +88,7 @@ def make_subject() -> tuple[dict, dict, list]:
                                  prefix="consistory_anchors"))
     titles = {"sdsa": "ConsiStory SDSA (anchors = 2)", "bank": "ConsiStory Anchor Bank",
               "save_bank": "Save Anchor Bank (output/consistory_banks/)"}
-    groups = [("1. The subject, shown in two anchor scenes", ["ckpt", "story", "neg", "latent"]),
+    groups = [("1. The subject, two anchors", ["ckpt", "story", "neg", "latent"]),
               ("2. Anchors share with each other", ["sdsa", "blend", "inject", "sampler"]),
               ("3. Keep the subject as a bank file", ["bank", "save_bank", "decode", "masks", "save_images", "save_masks"])]
     return g, titles, groups
@@ -100,9 +100,9 @@ def reuse_subject() -> tuple[dict, dict, list]:
                                                      blend=True, inject="fast", **kw), prefix="consistory_reuse"))
     titles = {"sdsa": "ConsiStory Use Anchors", "load_bank": "Load Anchor Bank",
               "latent": "ConsiStory Bank Latent (the bank's size, the noise after its anchors)"}
-    groups = [("1. New scenes with the saved subject (same words, size, sampler, steps)",
+    groups = [("1. New scenes, the saved subject",
                ["ckpt", "story", "neg", "load_bank", "latent"]),
-              ("2. Reuse: new images see the anchors", ["sdsa", "blend", "inject", "sampler"]),
+              ("2. Reuse the anchors", ["sdsa", "blend", "inject", "sampler"]),
               ("3. Images and masks", ["decode", "masks", "save_images", "save_masks"])]
     return g, titles, groups
 
@@ -122,7 +122,7 @@ def subject_from_photo() -> tuple[dict, dict, list]:
               "save_bank": "Save Anchor Bank (reuse it later with Load Anchor Bank)",
               "overlay": "Where the subject was found in the photo",
               "sdsa": "ConsiStory Use Anchors", "latent": "ConsiStory Bank Latent"}
-    groups = [("1. The photo becomes the anchors (same words, size, sampler and steps as below)",
+    groups = [("1. The photo becomes the anchors",
                ["ckpt", "photo", "load_bank", "overlay", "save_bank"]),
               ("2. New scenes see the photo's subject", ["story", "neg", "latent", "sdsa", "blend", "inject", "sampler"]),
               ("3. Images and masks", ["decode", "masks", "save_images", "save_masks"])]
@@ -138,8 +138,8 @@ def story_sd15() -> tuple[dict, dict, list]:
     g = _clean(with_saved_images(story_graph(blend=True, inject="fast", **kw), prefix="consistory_sd15"))
     titles = {"ckpt": "Load Checkpoint (SD 1.5)", "sdsa": "ConsiStory SDSA", "blend": "ConsiStory Query Blend",
               "inject": "ConsiStory Feature Injection (one pass)"}
-    groups = [("1. Story on SD 1.5 (512 px): subject + one scene per line", ["ckpt", "story", "neg", "latent"]),
-              ("2. ConsiStory patches (the same nodes as for SDXL)", ["sdsa", "blend", "inject"]),
+    groups = [("1. Story on SD 1.5 (512 px)", ["ckpt", "story", "neg", "latent"]),
+              ("2. ConsiStory patches", ["sdsa", "blend", "inject"]),
               ("3. Sample, decode, masks", ["sampler", "decode", "masks", "save_images", "save_masks"])]
     return g, titles, groups
 
@@ -154,9 +154,9 @@ def story_flux() -> tuple[dict, dict, list]:
               "guidance": "FluxGuidance", "neg": "Negative (unused at cfg 1)", "latent": "Empty Latent (Flux: 16 channels)",
               "sdsa": "ConsiStory SDSA",
               "blend": "ConsiStory Query Blend", "inject": "ConsiStory Feature Injection (one pass)"}
-    groups = [("1. Flux.1: model, text encoders, VAE", ["unet", "clip", "vae"]),
-              ("2. Story: subject + one scene per line", ["story", "guidance", "neg", "latent"]),
-              ("3. ConsiStory patches (the same nodes as for SDXL)", ["sdsa", "blend", "inject"]),
+    groups = [("1. Flux.1: model, CLIP, VAE", ["unet", "clip", "vae"]),
+              ("2. Story: subject, scenes", ["story", "guidance", "neg", "latent"]),
+              ("3. ConsiStory patches", ["sdsa", "blend", "inject"]),
               ("4. Sample, decode, masks", ["sampler", "decode", "masks", "save_images", "save_masks"])]
     return g, titles, groups
 
@@ -172,9 +172,9 @@ def multi_subject() -> tuple[dict, dict, list]:
                                              words="man, hat\ncat", blend=True, inject="fast", **kw),
                                  prefix="consistory_two_subjects"))
     titles = {"story": "Story Prompts: one subject per line, one line of words per subject"}
-    groups = [("1. Two subjects, one line each (words: one line per subject)", ["ckpt", "story", "neg", "latent"]),
+    groups = [("1. Two subjects, one line each", ["ckpt", "story", "neg", "latent"]),
               ("2. Each subject gets its own mask; images share their union", ["sdsa", "blend", "inject", "sampler"]),
-              ("3. Images and per-subject mask colours", ["decode", "masks", "save_images", "save_masks"])]
+              ("3. Images, masks per subject", ["decode", "masks", "save_images", "save_masks"])]
     return g, titles, groups
 
 
@@ -184,7 +184,7 @@ def controlnet() -> tuple[dict, dict, list]:
                                                  DEPTH_IMAGE, strength=0.6), prefix="consistory_controlnet"))
     titles = {"cn": "ControlNet (SDXL depth)", "hint": "Depth image (same layout for every scene)"}
     groups = [("1. Story", ["ckpt", "story", "neg", "latent"]),
-              ("2. Stock ControlNet on the story's conditioning", ["cn", "hint", "apply"]),
+              ("2. Stock ControlNet (depth)", ["cn", "hint", "apply"]),
               ("3. ConsiStory patches the model; ControlNet guides the layout", ["sdsa", "blend", "inject", "sampler"]),
               ("4. Images and masks", ["decode", "masks", "save_images", "save_masks"])]
     return g, titles, groups

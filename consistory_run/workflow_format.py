@@ -3,12 +3,17 @@
 Widget order and socket types come from the host's own node classes (INPUT_TYPES,
 RETURN_TYPES), so a file matches the nodes it names. Seeds named ``seed`` or
 ``noise_seed`` carry the frontend's extra "control after generate" value.
+
+The layout is for reading the graph where it opens: ComfyUI's frontend fits a workflow without a
+saved view to its window (a drop or a template alike) and draws no text below 57% zoom. So the
+groups stand side by side, left to right, each node is at least the size the frontend computes
+for it (it keeps its size and place on load) and as wide as its title and widget values, and
+the columns are as tall as makes that fit largest (see _layout).
 """
 from __future__ import annotations
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_WIDGETS = {"seed", "noise_seed"}
-COLUMN, ROW, MARGIN, GROUP_GAP, GROUP_TITLE = 400, 40, 40, 60, 90
 
 
 def input_specs(node_class) -> list[tuple[str, object, dict]]:
@@ -48,63 +53,218 @@ def _depths(api: dict) -> dict:
     return depth
 
 
-def _height(node_class) -> int:
+# What ComfyUI's frontend (litegraph; frontend 1.32.9, ComfyUI 0.3.75's) makes of a node when it loads
+# a workflow, in canvas units: it grows a node smaller than its computeSize() (the title, the
+# socket labels, the widgets), cuts a title wider than the node's width less two title heights,
+# draws a group's title unclipped, and fits the view to the nodes (fitView: a quarter of the
+# canvas left around them).
+TITLE_H = 30  # a node's title bar, drawn above its pos
+SLOT_H = 20  # a row of sockets
+WIDGET_H = 24  # a widget (20) and the space under it (4)
+TEXTAREA_H = 54  # a multiline text widget at its least (50) and the space under it
+WIDGET_FRAME = 104  # a widget's input slot: its label, margins and arrows, 2 x (15 + 6 + 10), and 42 for the value
+# a widget shows its label and value whole in its node's width less this (4 x 15 + 5 + 20, and 5 between)
+VALUE_FRAME = 90
+SLOT_FONT, TITLE_FONT, GROUP_FONT = 12, 14, 22  # px, Arial
+GROUP_TITLE_H = 31  # a group's title bar: 1.4 x its font size
+FIT_ZOOM, FIT_PAD = 0.75, 10
+# below this zoom the frontend draws nodes as grey boxes, without text (LiteGraph.Canvas.MinFontSizeForLOD:
+# 8 px of the 14 px node font, on a screen of one pixel per px)
+READABLE_ZOOM = 8 / 14
+SCREEN = (1600, 857)  # the canvas in a browser window of 1600 x 1000 (a laptop screen)
+
+# What the layout adds to that, for reading and working in the graph.
+MIN_WIDTH = 280
+IMAGE_ROOM = 220  # what the frontend makes room for when a node shows a picture (Load Image, on load)
+TEXT_CHAR, TEXT_LINE, TEXT_PAD = 6, 12, 24  # a text box's font: 10 px monospace; its margins and padding
+SPARE = 20  # beyond the widest text, for fonts a little wider than Arial
+GAP, COLUMN_GAP, GROUP_GAP, GROUP_PAD, MARGIN = 20, 40, 40, 20, 40
+GROUP_HEAD = GROUP_TITLE_H + 14  # a group's top to its first node's title bar
+NOTE_WIDTH, NOTE_TOP_WIDTH = 360, 1200  # the note before the groups, or above them
+
+# The advance widths of " " to "~" in Arial, in thousandths of the font size (the same as Liberation
+# Sans's, the font a Linux browser draws for Arial); anything else counts as a whole em.
+ARIAL = [int(w) for w in """
+278 278 355 556 556 889 667 191 333 333 389 584 278 333 278 278 556 556 556 556 556 556 556 556 556 556
+278 278 584 584 584 556 1015 667 667 722 722 667 611 778 722 278 500 667 556 833 722 778 667 778 722 667
+611 722 667 944 667 667 611 278 278 278 469 556 333 556 556 500 556 556 278 556 556 222 222 500 222 833
+556 556 556 556 333 500 278 556 500 722 500 500 500 334 260 334 584""".split()]
+
+
+def text_width(text: str, size: float) -> float:
+    """The width of ``text`` in Arial at ``size`` px."""
+    return size / 1000 * sum(ARIAL[ord(c) - 32] if " " <= c <= "~" else 1000 for c in text)
+
+
+def _ceil10(value: float) -> int:
+    return -(-int(value + 0.999) // 10) * 10
+
+
+def text_rows(text: str, width: int) -> int:
+    """The rows ``text`` takes in a text box ``width`` wide (long lines wrap)."""
+    per_row = max(1, (width - TEXT_PAD) // TEXT_CHAR)
+    return sum(1 + max(len(line) - 1, 0) // per_row for line in str(text).split("\n"))
+
+
+def text_box_height(text: str, width: int) -> int:
+    """A text box that shows ``text`` and one more line (at least the frontend's least)."""
+    return max(TEXTAREA_H - 4, TEXT_LINE * (text_rows(text, width) + 1) + 4)
+
+
+def shows_image_on_load(node_class) -> bool:
+    """Whether the node shows a picture as soon as the workflow loads (an image upload: Load Image)."""
+    return any(opts.get("image_upload") for _, _, opts in input_specs(node_class))
+
+
+def node_size(node_class, title: str, values: dict | None = None) -> list:
+    """[width, height] of a node: at least what the frontend computes for it, so that it keeps
+    this size on load, wide enough for its whole title, its socket labels and its widgets' values
+    (``values``: input name -> value), with room for text boxes and pictures."""
+    values = values or {}
     specs = input_specs(node_class)
-    lines = len(specs) + len(node_class.RETURN_TYPES)
-    tall = sum(1 for _, kind, opts in specs if kind == "STRING" and opts.get("multiline"))
-    return 60 + 26 * lines + 90 * tall
+    sockets = [name for name, kind, _ in specs if not is_widget(kind)]
+    widgets = [(name, kind, opts) for name, kind, opts in specs if is_widget(kind)]
+    outputs = list(getattr(node_class, "RETURN_NAMES", None) or node_class.RETURN_TYPES)
 
+    def widest(texts, size=SLOT_FONT):
+        return max((text_width(str(t), size) for t in texts), default=0)
 
-def _layout(order: list, depth: dict, heights: dict, groups, top: int = MARGIN) -> dict:
-    """key -> [x, y]. Each group gets its own band of rows, top to bottom in the groups' order
-    (nodes in columns by data-flow depth inside it), so no group's rectangle overlaps
-    another's and the graph reads top down; nodes in no group follow in a band of their own."""
-    blocks = [list(keys) for _, keys in groups]
-    grouped = {k for keys in blocks for k in keys}
-    rest = [k for k in order if k not in grouped]
-    pos, y = {}, top
-    for keys in blocks + ([rest] if rest else []):
-        keys = sorted(keys, key=order.index)
-        first = min(depth[k] for k in keys)
-        column_y: dict = {}
-        for key in keys:
-            d = depth[key] - first
-            pos[key] = [MARGIN + d * COLUMN, column_y.get(d, y + GROUP_TITLE)]
-            column_y[d] = pos[key][1] + heights[key] + ROW
-        y = max(column_y.values()) + GROUP_GAP
-    return pos
-
-
-NOTE_LINE, NOTE_CHAR = 18, 7.5  # a Note node (the frontend's own, no backend class): line height, char width
+    shown = [f"{name}{values[name]}" for name, kind, opts in widgets if name in values and not is_link(values[name])
+             and (isinstance(kind, (list, tuple)) or (kind == "STRING" and not opts.get("multiline")))]
+    width = max(MIN_WIDTH, text_width(title, TITLE_FONT) + 2 * TITLE_H + SPARE,
+                widest(sockets) + widest(outputs) + 2 * SLOT_H + 5 + SPARE,
+                widest(name for name, _, _ in widgets) + WIDGET_FRAME + SPARE,
+                widest(shown) + VALUE_FRAME + SPARE)
+    width = _ceil10(width)
+    # the frontend shares a node's spare height evenly among its text boxes: each gets the most any needs
+    boxes = [values.get(name, opts.get("default", "")) for name, kind, opts in widgets
+             if kind == "STRING" and opts.get("multiline")]
+    box = max((text_box_height(text, width) for text in boxes), default=0)
+    height = max(len(sockets), len(outputs), 1) * SLOT_H + 6 + len(boxes) * (box + 4)
+    for name, kind, opts in widgets:
+        if not (kind == "STRING" and opts.get("multiline")):
+            height += WIDGET_H
+        height += WIDGET_H * ((name in SEED_WIDGETS) + bool(opts.get("image_upload")))  # control after generate; upload
+    height += 8 if widgets else 0
+    height += IMAGE_ROOM if shows_image_on_load(node_class) else 0
+    return [width, _ceil10(height)]
 
 
 def note_size(text: str, width: int) -> list:
-    """[width, height] of a Note that shows ``text`` without scrolling."""
-    per_line = int((width - 30) / NOTE_CHAR)
-    lines = sum(1 + len(line) // per_line for line in text.splitlines())
-    return [width, 50 + NOTE_LINE * lines]
+    """[width, height] of a Note (the frontend's own node: one text box) that shows ``text`` without scrolling."""
+    return [width, _ceil10(text_box_height(text, width) + 14)]
 
 
-def note_node(node_id: int, text: str, size: list, order: int) -> dict:
-    """The Read me note above the groups: what to load where and what to edit."""
-    return {"id": node_id, "type": "Note", "pos": [MARGIN - 20, MARGIN], "size": size,
+def fit_zoom(boxes, screen=SCREEN) -> float:
+    """The zoom the frontend picks when it loads a workflow without a saved view (fitView):
+    ``boxes`` are the nodes' [x, y, width, height], title bars included."""
+    left = min(x for x, _, _, _ in boxes) - FIT_PAD
+    top = min(y for _, y, _, _ in boxes) - FIT_PAD
+    right = max(x + w for x, _, w, _ in boxes) + FIT_PAD
+    bottom = max(y + h for _, y, _, h in boxes) + FIT_PAD
+    return min(FIT_ZOOM * screen[0] / max(right - left, 300), FIT_ZOOM * screen[1] / max(bottom - top, 300))
+
+
+def _columns(keys: list, sizes: dict, limit: int) -> list:
+    """keys in columns, in order: each column as tall as ``limit`` allows (one node at least)."""
+    columns, height = [[]], 0
+    for key in keys:
+        block = TITLE_H + sizes[key][1]
+        if columns[-1] and height + GAP + block > limit:
+            columns, height = columns + [[]], 0
+        height += (GAP if columns[-1] else 0) + block
+        columns[-1].append(key)
+    return columns
+
+
+def _arrange(blocks: list, sizes: dict, limit: int, note: str, place: str):
+    """(pos, sizes, group boxes, note size) of blocks [(title or None, keys)] side by side, left to
+    right, each block's nodes in columns at most ``limit`` tall; the note first: before the blocks
+    (place "left") or above them (place "top"), outside them. The note's position is pos[None]."""
+    pos, out, boxes = {}, {}, []
+    x, top = MARGIN, MARGIN
+    note_box = note_size(note, NOTE_WIDTH) if note and place == "left" else None
+    if note_box:
+        pos[None] = [x, top + GROUP_HEAD + TITLE_H]
+        x += note_box[0] + GROUP_GAP
+    for title, keys in blocks:
+        left, bottom = x, top
+        x += GROUP_PAD
+        for column in _columns(keys, sizes, limit):
+            width, y = max(sizes[k][0] for k in column), top + GROUP_HEAD
+            for key in column:
+                pos[key], out[key] = [x, y + TITLE_H], [width, sizes[key][1]]
+                y += TITLE_H + sizes[key][1] + GAP
+            bottom, x = max(bottom, y - GAP), x + width + COLUMN_GAP
+        right = x - COLUMN_GAP + GROUP_PAD
+        if title is not None:
+            right = max(right, left + _ceil10(text_width(title, GROUP_FONT)) + 2 * GROUP_PAD)
+        boxes.append([left, top, right - left, bottom + GROUP_PAD - top])
+        x = right + GROUP_GAP
+    tallest = max(h for _, _, _, h in boxes)
+    for box in boxes:  # one row of groups, all as tall as the tallest
+        box[3] = tallest
+    if note and place == "top":  # as wide as the row (up to NOTE_TOP_WIDTH), the row below it
+        note_box = note_size(note, min(x - GROUP_GAP - MARGIN, NOTE_TOP_WIDTH))
+        pos[None] = [MARGIN, MARGIN + TITLE_H]
+        shift = TITLE_H + note_box[1] + GROUP_GAP
+        for key in out:
+            pos[key][1] += shift
+        for box in boxes:
+            box[1] += shift
+    return pos, out, boxes, note_box
+
+
+def _layout(order: list, sizes: dict, groups, note: str):
+    """(pos, sizes, group boxes, note size): the groups side by side, left to right in their order
+    (the nodes in no group last), so data flows left to right as in ComfyUI's own templates; in
+    each group the nodes in columns, in data-flow order top down; the note before or above them.
+    The placement and the columns' height are the ones at which the frontend's fit-on-load zoom
+    (fit_zoom) comes out largest."""
+    blocks = [(title, sorted(keys, key=order.index)) for title, keys in groups]
+    grouped = {k for _, keys in blocks for k in keys}
+    rest = [k for k in order if k not in grouped]
+    blocks += [(None, rest)] if rest else []
+    lowest = max(TITLE_H + sizes[k][1] for k in order)
+    highest = sum(TITLE_H + sizes[k][1] + GAP for k in order)
+    best = None
+    for place in ("left", "top"):
+        for limit in range(lowest, highest + 10, 10):
+            pos, out, boxes, note_box = _arrange(blocks, sizes, limit, note, place)
+            rects = [[pos[k][0], pos[k][1] - TITLE_H, out[k][0], out[k][1] + TITLE_H] for k in order]
+            if note_box:
+                rects.append([pos[None][0], pos[None][1] - TITLE_H, note_box[0], note_box[1] + TITLE_H])
+            zoom = fit_zoom(rects)
+            if best is None or zoom > best[0] + 1e-9:
+                best = (zoom, pos, out, boxes, note_box)
+    _, pos, out, boxes, note_box = best
+    return pos, out, boxes[:len(groups)], note_box
+
+
+def note_node(node_id: int, text: str, pos: list, size: list, order: int) -> dict:
+    """The Read me note before the groups: what to load where and what to edit."""
+    return {"id": node_id, "type": "Note", "pos": pos, "size": size,
             "flags": {}, "order": order, "mode": 0, "inputs": [], "outputs": [], "title": "Read me",
             "properties": {}, "widgets_values": [text], "color": "#432", "bgcolor": "#653"}
 
 
-def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=(), note: str = "") -> tuple[dict, dict]:
+def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=(), note: str = "",
+              display_names: dict | None = None) -> tuple[dict, dict]:
     """(UI workflow, API twin keyed by the UI node ids) of an API graph with named keys.
 
     classes: node type -> class; titles: api key -> node title; groups: (title, [api keys]);
-    note: the text of a Note node beside the groups (the API twin has no Note: it is UI only).
+    note: the text of a Note node before the groups (the API twin has no Note: it is UI only);
+    display_names: node type -> the title the frontend shows for a node without one (the host's
+    NODE_DISPLAY_NAME_MAPPINGS), which the node's width makes room for.
     """
-    titles = titles or {}
+    titles, display_names = titles or {}, display_names or {}
     depth = _depths(api)
     order = sorted(api, key=lambda k: (depth[k], list(api).index(k)))
     ids = {key: i + 1 for i, key in enumerate(order)}
-    heights = {key: _height(classes[api[key]["class_type"]]) for key in order}
-    note_box = note_size(note, 2 * COLUMN - 60) if note else None
-    pos = _layout(order, depth, heights, groups, MARGIN + note_box[1] + GROUP_GAP if note else MARGIN)
+    sizes = {key: node_size(classes[api[key]["class_type"]],
+                            titles.get(key, display_names.get(api[key]["class_type"], api[key]["class_type"])),
+                            api[key]["inputs"]) for key in order}
+    pos, sizes, boxes, note_box = _layout(order, sizes, groups, note)
 
     links, outputs_links = [], {}
     nodes = []
@@ -136,7 +296,7 @@ def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=(), n
                 outputs_links.setdefault((src, src_slot), []).append(link_id)
                 entry["link"] = link_id
         names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
-        ui = {"id": ids[key], "type": node["class_type"], "pos": pos[key], "size": [COLUMN - 60, heights[key]],
+        ui = {"id": ids[key], "type": node["class_type"], "pos": pos[key], "size": sizes[key],
               "flags": {}, "order": order.index(key), "mode": 0, "inputs": ui_inputs,
               "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}
                           for i, (n, t) in enumerate(zip(names, cls.RETURN_TYPES))],
@@ -148,16 +308,10 @@ def api_to_ui(api: dict, classes: dict, titles: dict | None = None, groups=(), n
         key = order[ui["id"] - 1]
         for out in ui["outputs"]:
             out["links"] = outputs_links.get((key, out["slot_index"]), [])
-    ui_groups = []
-    for title, keys in groups:
-        xs = [pos[k][0] for k in keys]
-        ys = [pos[k][1] for k in keys]
-        bottom = max(pos[k][1] + heights[k] for k in keys)
-        ui_groups.append({"title": title, "bounding": [min(xs) - 20, min(ys) - GROUP_TITLE,
-                                                       max(xs) - min(xs) + COLUMN - 20, bottom - min(ys) + GROUP_TITLE + 20],
-                          "color": "#3f789e", "font_size": 22, "flags": {}})
+    ui_groups = [{"title": title, "bounding": box, "color": "#3f789e", "font_size": GROUP_FONT, "flags": {}}
+                 for (title, _), box in zip(groups, boxes)]
     if note:
-        nodes.append(note_node(len(nodes) + 1, note, note_box, len(nodes)))
+        nodes.append(note_node(len(nodes) + 1, note, pos[None], note_box, len(nodes)))
     workflow = {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
                 "groups": ui_groups, "config": {}, "extra": {}, "version": 0.4}
     twin = {str(ids[k]): {"class_type": api[k]["class_type"],

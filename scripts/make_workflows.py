@@ -25,7 +25,8 @@ def render(host) -> dict:
     out = {}
     for name, build in WORKFLOWS.items():
         graph, titles, groups = build()
-        ui, api = api_to_ui(graph, host.nodes.NODE_CLASS_MAPPINGS, titles, groups, NOTES[name])
+        ui, api = api_to_ui(graph, host.nodes.NODE_CLASS_MAPPINGS, titles, groups, NOTES[name],
+                            host.nodes.NODE_DISPLAY_NAME_MAPPINGS)
         out[name] = (json.dumps(ui, indent=1) + "\n", json.dumps(api, indent=1) + "\n")
     return out
 

@@ -1,6 +1,7 @@
 """The pack in the real browser UI: the host's server, its page in headless Chromium (Debian's
-chromium + chromium-driver, driven by Selenium), every workflow file loaded as a drop loads it,
-and the template browser showing the pack's workflows with their thumbnails."""
+chromium + chromium-driver, driven by Selenium), every workflow file loaded as a drop loads it
+and readable as it opens on a laptop's screen, and the template browser showing the pack's
+workflows with their thumbnails."""
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ def page(tmp_path_factory):
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     assert chromium and driver_path, "install Debian's chromium and chromium-driver (scripts/setup.sh does)"
     base = tmp_path_factory.mktemp("comfy_ui")
+    shutil.copytree(REPO / "example_workflows" / "input", base / "input")  # the sample images the workflows load
     with running_server(base) as url:
         options = webdriver.ChromeOptions()
         options.binary_location = chromium
@@ -120,19 +122,163 @@ HIDE_BANNER = """
 """
 
 
-def test_screenshot_of_the_story_graph(page, tmp_path):
+# Opening a workflow as a user does (a drop, or a template: both end in app.loadGraphData; a
+# template opens in a tab named after it, as here) with the window at 1600 x 1000 (a laptop's
+# screen): the frontend grows any node smaller than it computes, then fits the view to the nodes.
+# Once a Load Image node shows its picture (it may grow for it), what the page shows is read
+# back: the zoom, whether it draws text at that zoom (below LiteGraph.Canvas.MinFontSizeForLOD,
+# 8 px of the 14 px node font, it draws grey boxes), every node's size, box (title bar
+# included), title width as drawn and its text boxes' overflow, and the groups' boxes and
+# title widths.
+SCREEN = (1600, 1000)
+OPEN = """
+const [workflow, name, done] = [arguments[0], arguments[1], arguments[arguments.length - 1]];
+const frame = () => new Promise(r => requestAnimationFrame(() => r()));
+const pause = ms => new Promise(r => setTimeout(r, ms));
+(async () => {
+  await app.loadGraphData(workflow, true, true, name);
+  await frame(); await frame();  // the fit runs on the next frame
+  const pictures = () => app.graph._nodes.filter(n => n.type === "LoadImage");
+  const until = Date.now() + 20000;
+  while (pictures().some(n => !(n.imgs && n.imgs.length)) && Date.now() < until) await pause(100);
+  await frame();
+  app.canvas.setDirty(true, true); app.canvas.draw(true, true);
+  await frame();
+  const context = document.createElement("canvas").getContext("2d");
+  const width = (text, font) => { context.font = font; return context.measureText(text).width; };
+  done({zoom: app.canvas.ds.scale, textDrawn: !app.canvas.low_quality, titleHeight: LiteGraph.NODE_TITLE_HEIGHT,
+        canvas: [app.canvas.canvas.clientWidth, app.canvas.canvas.clientHeight],
+        pictures: pictures().map(n => !!(n.imgs && n.imgs.length)),
+        nodes: app.graph._nodes.map(n => ({
+          id: n.id, type: n.type, title: n.title, size: [...n.size], box: [...n.boundingRect],
+          titleWidth: width(n.title, n.titleFontStyle),
+          textBoxes: (n.widgets || []).filter(w => w.element instanceof HTMLTextAreaElement).map(
+            w => [w.name, w.element.scrollHeight, w.element.clientHeight])})),
+        groups: app.graph._groups.map(g => ({
+          title: g.title, box: [...g._bounding], titleSpace: g._bounding[2] - 2 * g.constructor.padding,
+          titleWidth: width(g.title, `${g.font_size}px ${LiteGraph.GROUP_FONT}`)}))});
+})().catch(e => done({error: String(e)}));
+"""
+LEAST_ZOOM = 0.55
+
+
+def overlap(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def inside(a, b) -> bool:
+    return b[0] <= a[0] and a[0] + a[2] <= b[0] + b[2] and b[1] <= a[1] and a[1] + a[3] <= b[1] + b[3]
+
+
+def layout_problems(workflow: dict, shown: dict) -> list:
+    """What makes a workflow hard to read as the page opened it (OPEN's answer)."""
+    problems = []
+    if shown["zoom"] < LEAST_ZOOM:
+        problems.append(f"opens at {shown['zoom']:.0%} zoom (at least {LEAST_ZOOM:.0%})")
+    if not shown["textDrawn"]:
+        problems.append(f"no text is drawn at {shown['zoom']:.0%} zoom")
+    if not all(shown["pictures"]):
+        problems.append("a Load Image node shows no picture")
+    saved = {n["id"]: n["size"] for n in workflow["nodes"]}
+    nodes, groups = shown["nodes"], shown["groups"]
+    for node in nodes:
+        name = f"{node['title']} ({node['type']})"
+        if any(abs(a - b) > 0.5 for a, b in zip(node["size"], saved[node["id"]])):
+            problems.append(f"{name}: {saved[node['id']]} becomes {node['size']} on load")
+        if node["titleWidth"] > node["size"][0] - 2 * shown["titleHeight"]:  # the frontend cuts it there
+            problems.append(f"{name}: title cut ({node['titleWidth']:.0f} px in {node['size'][0]})")
+        for widget, scroll, height in node["textBoxes"]:  # (the page hides them where it draws no text)
+            if shown["textDrawn"] and (height == 0 or scroll > height + 1):
+                problems.append(f"{name}.{widget}: its text does not fit its box ({scroll} px in {height})")
+        holders = [g["title"] for g in groups if inside(node["box"], g["box"])]
+        if node["type"] == "Note":  # the note lies outside the groups
+            problems += [f"{name} overlaps group {g['title']}" for g in groups if overlap(node["box"], g["box"])]
+        elif len(holders) != 1:
+            problems.append(f"{name} lies inside {len(holders)} groups")
+    for i, a in enumerate(nodes):
+        problems += [f"{a['title']} overlaps {b['title']}" for b in nodes[i + 1:] if overlap(a["box"], b["box"])]
+    for i, group in enumerate(groups):
+        if group["titleWidth"] > group["titleSpace"]:  # drawn unclipped: it would run out of the group
+            problems.append(f"group {group['title']}: title wider than the group")
+        problems += [f"group {group['title']} overlaps {other['title']}" for other in groups[i + 1:]
+                     if overlap(group["box"], other["box"])]
+    return problems
+
+
+def open_on_screen(driver, workflow: dict, name: str, shot: Path | None = None) -> dict:
+    """The page's answer to OPEN for ``workflow`` (its tab named ``name``), opened with the window
+    at SCREEN; ``shot``: where to save a screenshot of it."""
+    driver.set_window_size(*SCREEN)
+    try:
+        shown = driver.execute_async_script(OPEN, workflow, name)
+        assert "error" not in shown, shown
+        if shot:
+            driver.execute_script(HIDE_BANNER)
+            time.sleep(0.5)
+            driver.save_screenshot(str(shot))
+    finally:
+        driver.set_window_size(1260, 1600)
+    return shown
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    return tmp_path_factory.mktemp("workflows_on_screen")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_every_workflow_opens_readable_on_a_laptop_screen(page, path, screenshots):
+    """Opened with the window at 1600 x 1000, each workflow fits at a zoom that draws text (55%
+    at least), every node keeps the size the file gives it (none grows, so none slides under
+    another), shows its whole title, sits inside exactly one group and overlaps no other node,
+    every group's title fits in it, and the text boxes show all their text. The zoom is the one
+    the layout (consistory_run.workflow_format.fit_zoom) planned for that canvas. A screenshot
+    of each is kept (CONSISTORY_UPDATE_SCREENSHOT=1 copies the story's to the README's)."""
+    from consistory_run.workflow_format import TITLE_H, fit_zoom
     driver, _ = page
-    workflow = json.loads((REPO / "example_workflows" / f"{STORY}.json").read_text())
-    driver.execute_async_script(LOAD, workflow)
-    driver.execute_script(HIDE_BANNER + """
-      const ds = app.canvas.ds; ds.scale = 0.6; ds.offset = [115, 175];
-      app.canvas.setDirty(true, true); app.canvas.draw(true, true);""")
-    time.sleep(1)
-    shot = tmp_path / "story_graph.png"
-    driver.save_screenshot(str(shot))
-    assert shot.stat().st_size > 20_000
-    if os.environ.get("CONSISTORY_UPDATE_SCREENSHOT") == "1":
+    workflow = json.loads(path.read_text())
+    shot = screenshots / f"{path.stem}.png"
+    shown = open_on_screen(driver, workflow, path.stem, shot)
+    assert layout_problems(workflow, shown) == []
+    boxes = [[n["pos"][0], n["pos"][1] - TITLE_H, n["size"][0], n["size"][1] + TITLE_H] for n in workflow["nodes"]]
+    assert shown["zoom"] == pytest.approx(fit_zoom(boxes, shown["canvas"]), abs=0.002)
+    assert shot.stat().st_size > 50_000
+    if path.stem == STORY and os.environ.get("CONSISTORY_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, README_SCREENSHOT)
+
+
+def test_the_layout_checks_catch_what_they_should(page):
+    """Each way a workflow can open unreadable is reported: a graph too big for the screen (and so
+    drawn without text), a node smaller than the frontend needs (it grows on load), a title wider
+    than its node, a node outside its group or over another, a group title wider than its group,
+    a text box too small for its text, a Load Image whose picture is missing."""
+    driver, _ = page
+    good = json.loads((REPO / "example_workflows" / f"{STORY}.json").read_text())
+    assert layout_problems(good, open_on_screen(driver, good, STORY)) == []
+    bad = json.loads(json.dumps(good))
+    nodes = {n["type"]: n for n in bad["nodes"]}
+    nodes["KSampler"]["pos"][1] += 3000  # far below the rest: the graph cannot fit at 55%
+    nodes["VAEDecode"]["size"] = [100, 20]  # grows on load
+    nodes["ConsiStoryFeatureInjection"]["title"] = "ConsiStory Feature Injection, one pass, " * 2
+    nodes["ConsiStoryQueryBlend"]["pos"] = list(nodes["ConsiStorySDSA"]["pos"])  # on the SDSA node
+    nodes["CheckpointLoaderSimple"]["pos"][0] -= 200  # half out of its group
+    bad["groups"][2]["title"] = "3. Sample, decode and preview the masks of the subject in every image"
+    problems = "\n".join(layout_problems(bad, open_on_screen(driver, bad, "broken")))
+    for expected in ("zoom (at least 55%)", "no text is drawn", "VAE Decode (VAEDecode): [100, 20] becomes",
+                     "ConsiStory Feature Injection, one pass, ConsiStory", "title cut",
+                     "ConsiStory SDSA overlaps ConsiStory Query Blend",
+                     "Load Checkpoint (CheckpointLoaderSimple) lies inside 0 groups",
+                     "title wider than the group"):
+        assert expected in problems, (expected, problems)
+    small_note = json.loads(json.dumps(good))
+    next(n for n in small_note["nodes"] if n["type"] == "Note")["size"][1] = 90  # its text scrolls
+    problems = layout_problems(small_note, open_on_screen(driver, small_note, "small note"))
+    assert len(problems) == 1 and problems[0].startswith("Read me (Note).text: its text does not fit"), problems
+    photo = json.loads((REPO / "example_workflows" / "A subject from a photo.json").read_text())
+    for node in photo["nodes"]:
+        if node["type"] == "LoadImage":
+            node["widgets_values"][0] = "no_such_photo.png"
+    assert "a Load Image node shows no picture" in layout_problems(photo, open_on_screen(driver, photo, "no photo"))
 
 
 CARDS = """

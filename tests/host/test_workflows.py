@@ -166,26 +166,66 @@ def test_workflow_runs_on_the_host(host, names, tmp_path, monkeypatch):
             assert len(list(tmp_path.glob(f"{prefix}_0*.png"))) == count, prefix
 
 
+def layout_problems(workflow: dict) -> list:
+    """Where a UI file's layout breaks its rules: the groups side by side, left to right in their
+    order, none overlapping another; every node (its title bar included) inside exactly one group
+    and over no other node, the note outside the groups; the whole graph small enough that the
+    frontend's fit on load (a 1600 x 1000 window) zooms to where it draws text."""
+    from consistory_run.workflow_format import READABLE_ZOOM, TITLE_H, fit_zoom
+    problems = []
+
+    def overlap(a, b):
+        return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+    def inside(a, b):
+        return b[0] <= a[0] and a[0] + a[2] <= b[0] + b[2] and b[1] <= a[1] and a[1] + a[3] <= b[1] + b[3]
+
+    groups = [(g["title"], g["bounding"]) for g in workflow["groups"]]
+    for i, (title_a, box_a) in enumerate(groups):
+        problems += [f"group {title_a} overlaps {title_b}" for title_b, box_b in groups[i + 1:]
+                     if overlap(box_a, box_b)]
+        if i and box_a[0] < groups[i - 1][1][0] + groups[i - 1][1][2]:
+            problems.append(f"group {title_a} is not right of {groups[i - 1][0]}")
+    nodes = [(f"{n.get('title', n['type'])} ({n['id']})", n["type"],
+              [n["pos"][0], n["pos"][1] - TITLE_H, n["size"][0], n["size"][1] + TITLE_H]) for n in workflow["nodes"]]
+    for i, (name, kind, box) in enumerate(nodes):
+        holders = [title for title, group in groups if inside(box, group)]
+        if kind == "Note":
+            problems += [f"{name} overlaps group {title}" for title, group in groups if overlap(box, group)]
+        elif len(holders) != 1:
+            problems.append(f"{name} lies inside {len(holders)} groups")
+        problems += [f"{name} overlaps {other}" for other, _, other_box in nodes[i + 1:] if overlap(box, other_box)]
+    zoom = fit_zoom([box for _, _, box in nodes])
+    if zoom < READABLE_ZOOM:
+        problems.append(f"opens at {zoom:.0%} zoom, below the {READABLE_ZOOM:.0%} at which text is drawn")
+    return problems
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_no_group_overlaps_another_and_every_node_sits_in_its_group(name):
-    workflow = load(name)
-    groups = [(g["title"], g["bounding"]) for g in workflow["groups"]]
+    """The groups side by side, data flowing left to right; each node in one group, over no other
+    node; the graph opens at a zoom that draws text (tests/host/test_browser.py checks the page)."""
+    assert layout_problems(load(name)) == []
 
-    def inside(point, box):
-        x, y, w, h = box
-        return x <= point[0] <= x + w and y <= point[1] <= y + h
 
-    for i, (title_a, (ax, ay, aw, ah)) in enumerate(groups):
-        for title_b, (bx, by, bw, bh) in groups[i + 1:]:
-            assert not (ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah), (title_a, title_b)
-    for node in workflow["nodes"]:
-        corners = [node["pos"], [node["pos"][0] + node["size"][0], node["pos"][1] + node["size"][1]]]
-        if node["type"] == "Note":  # beside the groups, overlapping none
-            x, y = node["pos"]
-            w, h = node["size"]
-            assert not any(x < bx + bw and bx < x + w and y < by + bh and by < y + h for _, (bx, by, bw, bh) in groups)
-            continue
-        assert sum(all(inside(c, box) for c in corners) for _, box in groups) == 1, node["type"]
+def test_the_layout_check_catches_what_it_should():
+    bad = load(ex.STORY)
+    nodes = {n["type"]: n for n in bad["nodes"]}
+    nodes["ConsiStoryQueryBlend"]["pos"] = list(nodes["ConsiStorySDSA"]["pos"])  # over SDSA
+    nodes["CheckpointLoaderSimple"]["pos"][1] -= 60  # its title bar out of its group
+    nodes["Note"]["pos"] = list(nodes["KSampler"]["pos"])  # in a group
+    bad["groups"][1]["bounding"][0] = bad["groups"][0]["bounding"][0] + 10  # over the first group, not right of it
+    first, second, third = (g["title"] for g in bad["groups"][:3])
+    note, sampler = nodes["Note"]["id"], nodes["KSampler"]["id"]
+    problems = "\n".join(layout_problems(bad))
+    for expected in (f"ConsiStory SDSA ({nodes['ConsiStorySDSA']['id']}) overlaps ConsiStory Query Blend",
+                     "CheckpointLoaderSimple (1) lies inside 0 groups", f"Read me ({note}) overlaps group {third}",
+                     f"KSampler ({sampler}) overlaps Read me ({note})", f"group {first} overlaps {second}",
+                     f"group {second} is not right of {first}"):
+        assert expected in problems, (expected, problems)
+    tall = load(ex.STORY)
+    next(n for n in tall["nodes"] if n["type"] == "SaveImage")["size"][1] += 1500
+    assert "zoom, below the 57% at which text is drawn" in "\n".join(layout_problems(tall))
 
 
 @pytest.mark.parametrize("name", NAMES)
