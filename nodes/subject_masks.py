@@ -28,4 +28,7 @@ class SubjectMaskSettings(io.ComfyNode):
 
     @classmethod
     def execute(cls, window, resolution, threshold_scale):
+        if resolution not in MaskSettings.RESOLUTIONS:  # ComfyUI 0.3.75 does not check a V3 combo's value
+            raise ValueError(f"ConsiStory Subject Masks: resolution {resolution!r} is not one of "
+                             f"{list(MaskSettings.RESOLUTIONS)}")
         return io.NodeOutput(MaskSettings(window=window, resolution=resolution, threshold_scale=threshold_scale))

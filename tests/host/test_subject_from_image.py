@@ -156,7 +156,10 @@ NODE = "ConsiStory Subject From Image: "
             r"photo \(node"),
     (dict(mask={"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 64, "height": 64}}),  # Load Image's
      NODE + r"the mask is 1 x 64x64 .*\(Load Image gives an empty 64x64 mask for a photo without transparency"),
-    (dict(sampler="heun"), r"sampler_name: 'heun' not in \['euler', 'euler_ancestral'"),  # the host's check
+    # the node's own check (ComfyUI 0.38 refuses it before, "sampler_name: 'heun' not in [...]"; 0.3.75 does
+    # not check a V3 node's combo values)
+    (dict(sampler="heun"), r"sampler_name 'heun' is not one that evaluates the model once per step; use one of "
+                           r"euler, euler_ancestral"),
 ])
 def test_bad_input_is_refused_naming_it(host, latents, outputs, change, match):
     from consistory_run.host import GraphError
