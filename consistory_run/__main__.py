@@ -47,11 +47,12 @@ WORLD_SUBJECT = "a small creature"
 WORLD_SIZE = 256  # the story-world model's training size in the host's terms: 32 x 32 latents
 WORLD_PIXELS = 64  # what its latent map decodes those latents to: the images it writes are 64 x 64
 # CPU threads for torch when neither --threads nor OMP_NUM_THREADS says (0: torch's own
-# choice, one per core). The small models get one: with torch's choice their runs took 5 to 8
-# times as long on the shared 2-core machine (benchmarks/cli_threads.py, README "Headless
-# runs"), as their many small operations wait for each other's threads. A full-size checkpoint
-# keeps torch's choice: its large matrix products are what more cores speed up (not measured
-# here: no such weights), and the CPU hint names --threads 1 for a shared machine.
+# choice, one per core). The small models get one: on a shared 2-core machine their runs took
+# 3 to 5 times as long with torch's choice, as their many small operations wait for each
+# other's threads, while on an idle one a second thread saved a fifth of the run
+# (benchmarks/cli_threads.py, README "Headless runs"). A full-size checkpoint keeps torch's
+# choice: its large matrix products are what more cores speed up (not measured here: no such
+# weights), and the CPU hint names --threads 1 for a shared machine.
 DEFAULT_THREADS = {"world": 1, "tiny": 1, "ckpt": 0}
 # per model: (width/height, steps, cfg, negative)
 DEFAULTS = {"ckpt": (1024, 50, 5.0, "blurry, deformed"), "world": (WORLD_SIZE, 20, 4.0, ""),
