@@ -9,15 +9,20 @@ LONG = 120.0  # seconds to go from which the estimate is worth a line
 class StepEstimate:
     """A progress-bar hook for the host's samplers: after the second step of a sampler, the
     time of that step times the steps left (in this sampler and in ``more_steps`` of samplers
-    still to come) is the estimate; it is said once, when it is longer than ``LONG``."""
+    still to come) is the estimate; it is said once, when it is longer than ``LONG``.
+    ``note``, if any, is said at the first step: once the models have loaded, so that a run
+    that fails on its inputs says only what failed."""
 
-    def __init__(self, more_steps: int = 0, say=print, clock=time.monotonic, hint: str = ""):
-        self.more_steps, self.say, self.clock, self.hint = more_steps, say, clock, hint
+    def __init__(self, more_steps: int = 0, say=print, clock=time.monotonic, hint: str = "", note: str = ""):
+        self.more_steps, self.say, self.clock, self.hint, self.note = more_steps, say, clock, hint, note
         self.last = None
         self.said = False
 
     def __call__(self, value, total, preview=None, node_id=None):
         now = self.clock()
+        if self.note:
+            self.say(self.note, flush=True)
+            self.note = ""
         if value == 1:
             self.last = now
         elif value == 2 and self.last is not None and not self.said:

@@ -157,6 +157,7 @@ class Host:
         import nodes
         self.nodes, self.execution = nodes, execution
         self._executor = None
+        self.linked = {}  # the temporary links checkpoint() made -> the files they point to
         if hasattr(nodes, "init_extra_nodes"):
             _resolve(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
         else:
@@ -193,6 +194,7 @@ class Host:
         import folder_paths
         folder = Path(tempfile.mkdtemp(prefix="consistory-ckpt-"))
         (folder / path.name).symlink_to(path)
+        self.linked[str(folder / path.name)] = str(path)
         folder_paths.add_model_folder_path("checkpoints", str(folder))
         return path.name
 
@@ -231,7 +233,9 @@ class Host:
         if not executor.success:
             detail = next((d for e, d in executor.status_messages if e == "execution_error"), {})
             message = " ".join(str(detail.get("exception_message", "execution failed")).split())
-            raise GraphError(f"{detail.get('exception_type', 'error')}: {message} (node {detail.get('node_type')})")
+            raise GraphError(f"{detail.get('exception_type', 'error')}: {message} (node {detail.get('node_type')})",
+                             node_type=detail.get("node_type"), exception_type=detail.get("exception_type"),
+                             exception_message=message)
 
 
 class _SilentServer:
@@ -245,4 +249,10 @@ class _SilentServer:
 
 
 class GraphError(RuntimeError):
-    """The host refused or failed to run a graph."""
+    """The host refused or failed to run a graph; for a node that failed, which node class it
+    was and the exception's type and message (one line)."""
+
+    def __init__(self, text: str, node_type: str | None = None, exception_type: str | None = None,
+                 exception_message: str | None = None):
+        super().__init__(text)
+        self.node_type, self.exception_type, self.exception_message = node_type, exception_type, exception_message

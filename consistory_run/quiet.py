@@ -57,11 +57,15 @@ def host_output_summary(text: str, device: str) -> str:
 
 class NodeErrorLog(logging.Filter):
     """Drops the host's log of a failing node ("!!! Exception during processing !!!" and its
-    traceback): the runner prints the node's message once, as one ``error:`` line."""
+    traceback): the runner prints the node's message once, as one ``error:`` line. Also the
+    checkpoint loader's "not a checkpoint file, trying to load it as a diffusion model only":
+    the runner needs a whole checkpoint, and says so in that line when the file is none."""
+
+    DROPPED = ("!!! Exception during processing", "Traceback (most recent call last)",
+               "Warning, This is not a checkpoint file")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not message.startswith(("!!! Exception during processing", "Traceback (most recent call last)"))
+        return not record.getMessage().startswith(self.DROPPED)
 
 
 @contextlib.contextmanager

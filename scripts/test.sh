@@ -5,6 +5,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+if ! $PY -c "import pytest, selenium" 2>/dev/null; then
+  echo "the test tools are not installed: run bash scripts/setup.sh --test first" >&2
+  exit 1
+fi
 # one BLAS/OpenMP thread: the tiny test models gain nothing from more, and two spinning
 # threads per process slow everything down many times when the machine is shared
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

@@ -22,3 +22,14 @@ def test_a_short_run_says_nothing():
     step = LONG / 100
     run_steps(estimate, [0.0, step, 2 * step], total=20)  # 18 steps left: 0.18 * LONG
     assert said == []
+
+
+def test_the_note_is_said_at_the_first_step_once_and_not_before():
+    """The CPU note for a full-size checkpoint waits for sampling: a run that fails while its
+    models load never says it."""
+    said = []
+    estimate = StepEstimate(more_steps=20, say=lambda text, flush: said.append(text), note="note: long")
+    assert said == []
+    run_steps(estimate, [0.0, 1.0], total=20)
+    run_steps(estimate, [2.0, 3.0], total=20)  # the plain run's sampler
+    assert said == ["note: long"]

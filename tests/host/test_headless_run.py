@@ -18,6 +18,7 @@ def test_headless_run_writes_images_and_mask_overlays(tmp_path):
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "--tiny: a tiny SDXL-shaped model" in proc.stdout
+    assert "sampling 2 images of 128x96 px" in proc.stdout and "(128x96 px images)" in proc.stdout, proc.stdout
     run = out / "run_001"
     images = [run / "01_walking_in_a_park.png", run / "02_reading_a_book.png"]
     masks = [run / "01_walking_in_a_park_mask.png", run / "02_reading_a_book_mask.png"]
@@ -36,6 +37,9 @@ def test_without_a_checkpoint_the_story_world_model_draws_the_story_and_the_plai
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "the story-world model trained in this repository" in proc.stdout
+    # the terminal says the size of the files it writes, not the host's latent size in pixels
+    assert "of 64x64 px" in proc.stdout and "(64x64 px images)" in proc.stdout and "256x256" not in proc.stdout, \
+        proc.stdout
     run = out / "run_001"
     names = sorted(p.name for p in run.iterdir())
     stems = ["01_on_the_left_in_a_snowy_field", "02_jumping_in_a_forest", "03_on_a_city_street",
@@ -64,23 +68,72 @@ def test_a_checkpoint_given_as_a_file_path_reaches_the_stock_loader(host, tmp_pa
     assert host.checkpoint("sd_xl_base_1.0.safetensors") == "sd_xl_base_1.0.safetensors"  # a name stays a name
 
 
-def test_a_checkpoint_path_inside_the_repository_fails_fast_with_one_line(tmp_path):
-    """--ckpt naming a file inside the repository: only that file is registered for the stock
-    loader (not its folder, which the host would walk recursively), and no link is left in
-    the output folder; a file that is not a checkpoint is one line of error, in seconds."""
-    import time
+def fake_checkpoint(path: Path, tensors: dict) -> Path:
+    import torch
+    from safetensors.torch import save_file
+    save_file({name: torch.zeros(shape) for name, shape in tensors.items()}, str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("five bytes", "header too small (the file has 5 bytes"),
+    ("an anchor bank", "it holds 6 tensors but no diffusion model"),
+    ("a LoRA", "it holds 2 tensors but no diffusion model")])
+def test_a_file_that_is_no_checkpoint_is_one_line_before_the_host_starts(tmp_path, kind, reason):
+    """A file whose header shows it is no checkpoint: one line saying so and what to give
+    instead, exit 2, before the host starts; no run folder is left behind."""
+    if kind == "five bytes":
+        ckpt = tmp_path / "model.safetensors"
+        ckpt.write_bytes(b"abcde")
+    elif kind == "an anchor bank":
+        ckpt = REPO / "tests" / "fixtures" / "bank_format1.safetensors"  # inside the repository, too
+    else:
+        ckpt = fake_checkpoint(tmp_path / "lora.safetensors", {"lora_unet_a.lora_up.weight": (4, 4),
+                                                                "lora_unet_a.lora_down.weight": (4, 4)})
     out = tmp_path / "story"
-    fake = REPO / "tests" / "fixtures" / "bank_format1.safetensors"  # a safetensors file, not a checkpoint
-    args = [sys.executable, "-m", "consistory_run", "--out", str(out), "--steps", "2", "--width", "128",
-            "--height", "128", "--ckpt", str(fake)]
-    start = time.monotonic()
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    proc = subprocess.run([sys.executable, "-m", "consistory_run", "--out", str(out), "--ckpt", str(ckpt)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.splitlines() == [proc.stderr.strip()], proc.stderr  # one line
+    assert proc.stderr.startswith(f"error: {ckpt} is not a checkpoint ComfyUI can read: ") and reason in proc.stderr, \
+        proc.stderr
+    assert "give a whole checkpoint (model, text encoder and VAE in one file" in proc.stderr
+    assert proc.stdout == ""  # no host start, no CPU warning
+    assert not out.exists()
+
+
+def test_a_file_the_stock_loader_fails_on_is_one_line_naming_the_file_and_no_run_folder_is_left(tmp_path):
+    """A safetensors file with a diffusion model's key prefix that the host's loader cannot
+    read: the loader's reason in one line naming the user's path (not the host's temporary
+    link), no CPU warning for the 1024² default before it, no host log lines, exit 1, and no
+    empty run folder left; only that file is registered for the loader (no link in the output
+    folder)."""
+    ckpt = fake_checkpoint(tmp_path / "odd.safetensors", {f"model.diffusion_model.layer{i}.weight": (2,) for i in range(6)})
+    out = tmp_path / "story"
+    (out / "run_001").mkdir(parents=True)  # an earlier run's folder stays
+    proc = subprocess.run([sys.executable, "-m", "consistory_run", "--out", str(out), "--ckpt", str(ckpt)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert time.monotonic() - start < 120
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "CheckpointLoaderSimple" in errors[0], proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and "Exception during processing" not in proc.stderr  # said once
+    errors = [line for line in proc.stderr.splitlines() if "%|" not in line]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {ckpt} is not a checkpoint ComfyUI can read: "), \
+        proc.stderr[-3000:]
+    assert "Could not detect model type of: " + str(ckpt) in errors[0] and "consistory-ckpt-" not in errors[0]
+    assert "note:" not in proc.stdout and "a long time" not in proc.stdout  # no warning before the loader ran
+    assert sorted(p.name for p in out.iterdir()) == ["run_001"]
     assert not list(out.rglob("comfyui-consistory")) and not (out / ".custom_nodes").exists()
+
+
+def test_the_loaders_failure_is_said_with_the_users_path_and_a_missing_key_in_words():
+    from consistory_run.__main__ import loader_problem
+    from consistory_run.host import GraphError
+    links = {"/tmp/consistory-ckpt-x1/a.safetensors": "/home/me/a.safetensors"}
+    missing = GraphError("KeyError: ...", "CheckpointLoaderSimple", "KeyError",
+                         "'model.diffusion_model.input_blocks.0.0.weight'")
+    assert loader_problem(missing, links) == \
+        "the loader found no tensor 'model.diffusion_model.input_blocks.0.0.weight' in it"
+    other = GraphError("RuntimeError: ...", "CheckpointLoaderSimple", "RuntimeError",
+                       "ERROR: Could not detect model type of: /tmp/consistory-ckpt-x1/a.safetensors")
+    assert loader_problem(other, links) == "RuntimeError: ERROR: Could not detect model type of: /home/me/a.safetensors"
 
 
 def test_help_lists_every_option_with_its_default():
@@ -93,6 +146,7 @@ def test_help_lists_every_option_with_its_default():
                    "--no-blend", "--no-inject", "--ckpt", "--tiny"):
         assert option in text, option
     assert "the paper's 2 with more than 2 scenes" in text and "(default: ddim_uniform)" in text and "automatic, the head nouns" in text
+    assert "--threads" in text and proc.stdout.startswith("usage: ")
 
 
 def test_the_cli_runs_the_workflows_method_with_two_subjects_and_automatic_words(tmp_path):
@@ -119,14 +173,71 @@ def test_the_cli_runs_the_workflows_method_with_two_subjects_and_automatic_words
     (["--anchors", "5"], "--anchors 5 but 4 scenes"),
     (["--width", "100"], "--width 100 must be a multiple of 8"),
     (["--steps", "0"], "--steps 0 must be at least 1"),
-    (["--width", "512"], "the story-world model draws 256x256 only"),
+    (["--width", "512"], "the story-world model draws 64x64 images only"),
+    (["--threads", "-1"], "--threads -1 must be 0"),
+    (["--steps", "many"], "argument --steps: invalid int value: 'many'"),
     (["--tiny", "--ckpt", "x.safetensors"], "give --ckpt or --tiny, not both"),
     (["--ckpt", "no_such_model.safetensors"], "checkpoint not found: no_such_model.safetensors; looked in")])
 def test_bad_options_are_one_line_before_the_host_starts(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "-m", "consistory_run", "--out", str(tmp_path / "o"), *args], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1, proc.stderr  # no usage block
     assert "Traceback" not in proc.stderr and "starting the ComfyUI host" not in proc.stdout
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_story_world_model_takes_its_one_size_as_the_pixels_it_writes_or_as_before():
+    from consistory_run.__main__ import parse
+    for size in ("64", "256"):
+        a = parse(["--width", size, "--height", size])
+        assert (a.width, a.height) == (256, 256)  # the host's size for the model's 32 x 32 latents
+    assert parse(["--tiny", "--width", "64", "--height", "64"]).width == 64
+
+
+@pytest.mark.parametrize("model", [[], ["--tiny"], ["--ckpt", "sd_xl_base_1.0.safetensors"]])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_cpu_hint_suggests_only_options_the_chosen_model_accepts(model, threads, monkeypatch):
+    """The hint after a slow second step names options; with the model's own options they
+    parse (the story-world model draws one size: no --width/--height for it)."""
+    import re
+    from consistory_run import __main__ as cli
+    monkeypatch.setattr(cli, "cores", lambda: 2)
+    a = cli.parse(model)
+    hint = cli.faster_hint(a, threads)
+    options = re.findall(r"--[a-z-]+ \d+", hint)
+    suggested = [word for option in options for word in option.split()]
+    b = cli.parse(model + suggested)  # exits (SystemExit) on an option this model refuses
+    assert b.steps <= a.steps and b.width * b.height <= a.width * a.height
+    if not model:
+        assert "--width" not in hint and "--height" not in hint
+    if "--ckpt" not in model:  # one thread was the small models' fastest (benchmarks/cli_threads.py)
+        assert ("--threads 1" in hint) == (threads != 1) and f"--threads {threads + 1}" not in hint, hint
+
+
+def test_thread_count_comes_from_the_flag_then_omp_num_threads_then_the_models_default():
+    from consistory_run.__main__ import thread_count
+    assert thread_count(3, "world", {"OMP_NUM_THREADS": "2"}) == (3, "--threads")
+    assert thread_count(None, "world", {"OMP_NUM_THREADS": "2"}) == (2, "OMP_NUM_THREADS")
+    assert thread_count(None, "world", {}) == (1, "the default")  # benchmarks/cli_threads.py
+    assert thread_count(None, "tiny", {"OMP_NUM_THREADS": ""}) == (1, "the default")
+    assert thread_count(None, "ckpt", {}) == (0, "torch's choice, the default")
+
+
+def test_the_runner_computes_with_the_threads_it_says(tmp_path):
+    """Without --threads and OMP_NUM_THREADS, torch computes with the runner's default (one
+    thread); --threads N gives it N; the runner reports what torch uses."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    args = [sys.executable, "-m", "consistory_run", "--tiny", "--steps", "1", "--width", "64", "--height", "64",
+            "--scene", "in a park"]
+    said = []
+    for extra in ([], ["--threads", "2"]):
+        proc = subprocess.run(args + ["--out", str(tmp_path / "o"), *extra], cwd=REPO, capture_output=True,
+                              text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        said.append(next(line.strip() for line in proc.stdout.splitlines() if "torch computes with" in line))
+    assert said[0].startswith("torch computes with 1 CPU thread (the default;"), said
+    assert said[1].startswith("torch computes with 2 CPU threads (--threads;"), said
 
 
 def test_each_run_has_its_own_folder_and_the_hosts_start_up_noise_is_one_line(tmp_path):
