@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .example_workflows import WORLD
 from .graphs import story_graph, with_saved_images
 
 
@@ -42,8 +43,8 @@ class _Help(argparse.HelpFormatter):
 
 SCENES = ["walking in a park", "reading a book in a library", "cooking in a kitchen", "sitting on a bench by the sea"]
 SUBJECT = "an old man with a hat"
-WORLD_SCENES = ["on the left in a snowy field", "jumping in a forest", "on a city street", "small in the distance on the moon"]
-WORLD_SUBJECT = "a small creature"
+WORLD_SCENES = WORLD["scenes"]  # the story-world story: the same as its template's
+WORLD_SUBJECT = WORLD["subject"]
 WORLD_SIZE = 256  # the story-world model's training size in the host's terms: 32 x 32 latents
 WORLD_PIXELS = 64  # what its latent map decodes those latents to: the images it writes are 64 x 64
 # CPU threads for torch when neither --threads nor OMP_NUM_THREADS says (0: torch's own

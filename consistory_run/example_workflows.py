@@ -43,7 +43,7 @@ def story() -> tuple[dict, dict, list]:
     return g, titles, groups
 
 
-# the story-world model (story_world/, shipped with the pack): its one size, the CLI's settings for it
+# the story-world model (story_world/, shipped with the pack): its one size and its story (the CLI's too)
 WORLD_LOADER = {"class_type": "ConsiStoryStoryWorldCheckpoint", "inputs": {}}
 WORLD_SCENES = ["on the left in a snowy field", "jumping in a forest", "on a city street",
                 "small in the distance on the moon"]

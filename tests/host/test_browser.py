@@ -28,7 +28,7 @@ def page(tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver_path, "install Debian's chromium and chromium-driver (scripts/setup.sh does)"
+    assert chromium and driver_path, "install Debian's chromium and chromium-driver (scripts/setup.sh --test does)"
     base = tmp_path_factory.mktemp("comfy_ui")
     shutil.copytree(REPO / "example_workflows" / "input", base / "input")  # the sample images the workflows load
     with running_server(base) as url:
