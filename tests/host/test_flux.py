@@ -225,12 +225,14 @@ def test_an_attention_mask_from_another_node_leaves_that_call_unshared_and_says_
     from consistory_testing.pack import pack_module
     from consistory_testing.tiny_models import tiny_flux, tiny_flux_clip
     joint = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.joint_attention")
+    engagement = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.engagement")
     nodes = host.nodes.NODE_CLASS_MAPPINGS
     _, story, _ = run_node(nodes["ConsiStoryStoryPrompts"], tiny_flux_clip(), "a cat", "", "in a park\non a beach", "")
     (m,) = run_node(nodes["ConsiStorySDSA"], tiny_flux(), story, 0.5, 0, 0, 0.0, 1.0, "output (paper)")
     override = m.model_options["transformer_options"][joint.OVERRIDE_KEY]
     options = {**m.model_options["transformer_options"], joint.TOKENS_KEY: joint.TokenLayout(4, (2, 3)),
-               "block_type": "single", "block_index": 0, "cond_or_uncond": [0], "sigmas": torch.ones(2)}
+               "block_type": "single", "block_index": 0, "cond_or_uncond": [0], "sigmas": torch.ones(2),
+               engagement.ENGAGED_KEY: engagement.Engagement()}  # as the pack's wrapper hands it on
     q = torch.randn(2, 2, 10, 32)
     host_call = lambda *args, **kwargs: ("host", kwargs["mask"])
     with caplog.at_level(logging.WARNING):
