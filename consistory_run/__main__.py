@@ -45,7 +45,7 @@ SCENES = ["walking in a park", "reading a book in a library", "cooking in a kitc
 SUBJECT = "an old man with a hat"
 WORLD_SCENES = WORLD["scenes"]  # the story-world story: the same as its template's
 WORLD_SUBJECT = WORLD["subject"]
-WORLD_SIZE = 256  # the story-world model's training size in the host's terms: 32 x 32 latents
+WORLD_SIZE = WORLD["width"]  # the story-world model's training size in the host's terms: 32 x 32 latents
 WORLD_PIXELS = 64  # what its latent map decodes those latents to: the images it writes are 64 x 64
 # CPU threads for torch when neither --threads nor OMP_NUM_THREADS says (0: torch's own
 # choice, one per core). The small models get one: on a shared 2-core machine their runs took
@@ -56,7 +56,8 @@ WORLD_PIXELS = 64  # what its latent map decodes those latents to: the images it
 # weights), and the CPU hint names --threads 1 for a shared machine.
 DEFAULT_THREADS = {"world": 1, "tiny": 1, "ckpt": 0}
 # per model: (width/height, steps, cfg, negative)
-DEFAULTS = {"ckpt": (1024, 50, 5.0, "blurry, deformed"), "world": (WORLD_SIZE, 20, 4.0, ""),
+DEFAULTS = {"ckpt": (1024, 50, 5.0, "blurry, deformed"),
+            "world": (WORLD_SIZE, WORLD["steps"], WORLD["cfg"], WORLD["negative"]),  # its template's
             "tiny": (256, 8, 5.0, "blurry, deformed")}
 
 
