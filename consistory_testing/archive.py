@@ -28,11 +28,16 @@ def is_ignored(relative: str) -> bool:
     return False
 
 
-def archive_files() -> list[str]:
-    """The tracked files (with the working tree's changes) that the archive holds."""
+def repository_files() -> list[str]:
+    """The repository's files as git lists them (tracked, and new ones it does not ignore), that exist."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                             capture_output=True, text=True, check=True).stdout.splitlines()
-    return sorted(f for f in listed if (REPO / f).is_file() and not is_ignored(f))
+    return sorted(f for f in listed if (REPO / f).is_file())
+
+
+def archive_files() -> list[str]:
+    """The repository's files that the archive holds."""
+    return [f for f in repository_files() if not is_ignored(f)]
 
 
 def copy_archive(dest: Path) -> Path:

@@ -5,14 +5,12 @@ fields the first publication fills in, with no made-up addresses."""
 import ast
 import copy
 import re
-import subprocess
 import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
-import pytest
 
-from consistory_testing.archive import is_ignored
+from consistory_testing.archive import archive_files, is_ignored, repository_files
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = ("__init__.py", "server_routes.py", "sample_inputs.py", "nodes", "consistory_core", "consistory_patches", "story_world")
@@ -35,10 +33,10 @@ def test_the_archive_leaves_out_tests_and_tools_and_keeps_the_runtime():
 
 
 def shipped_python() -> list[Path]:
-    files = [REPO / top if top.endswith(".py") else None for top in RUNTIME]
-    files = [f for f in files if f] + [f for top in RUNTIME if not top.endswith(".py")
-                                       for f in sorted((REPO / top).rglob("*.py"))]
-    return [f for f in files if not is_ignored(str(f.relative_to(REPO)))]
+    """Every Python file of the archive (the runtime: RUNTIME's files less what .comfyignore leaves out)."""
+    files = [REPO / f for f in archive_files() if f.endswith(".py")]
+    assert {str(f.relative_to(REPO)).split("/")[0] for f in files} <= set(RUNTIME), "a .py ships outside RUNTIME"
+    return files
 
 
 def test_the_runtime_imports_only_what_ships():
@@ -173,11 +171,8 @@ ARCHIVE_SECTION = "### What a Registry install holds"
 
 
 def tracked_paths() -> set[str]:
-    """The repository's files (git ls-files) and their folders (as 'folder/' and 'folder')."""
-    try:
-        files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("needs a git checkout: the archive is made of git's files")
+    """The repository's files (as git lists them) and their folders (as 'folder/' and 'folder')."""
+    files = repository_files()
     paths = set(files)
     for file in files:
         for parent in Path(file).parents:
