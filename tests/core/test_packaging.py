@@ -9,7 +9,6 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
-
 from consistory_testing.archive import archive_files, is_ignored, repository_files
 
 REPO = Path(__file__).resolve().parents[2]
