@@ -166,6 +166,7 @@ class Bench:
             (anchors,) = run_node(sdsa_node, base, story(classes, ANCHORS), 0.5, 0, ANCHORS, 0.0, 1.0, "output (paper)")
             made = self.sample(anchors, slice(0, ANCHORS))
             (bank,) = run_node(classes["ConsiStoryAnchorBank"], anchors, {"samples": made})
+            self.bank = bank
             use = classes["ConsiStoryUseAnchors"]
             (self.models["reuse (2 anchors)"],) = run_node(use, base, bank, story(classes, n), False, "off")
             (cached,) = run_node(use, base, bank, story(classes, n), False, "CPU memory")
@@ -300,13 +301,14 @@ def measure(bench: Bench, configs: list, repeats: int, mix: dict) -> dict:
 
 
 def cache_size(cache) -> dict:
-    """An anchor cache's bytes: in all, per shared step (the anchors' keys and values: steps
-    after the first, where the masks exist) and per step for its other parts."""
+    """An anchor cache's bytes: in all, per shared step (the anchors' shared attention, as
+    attention inputs or keys and values: steps after the first, where the masks exist) and
+    per step for its other parts."""
     shared, other, steps = 0, 0, set()
     for key, t in cache.entries.items():
         evaluation, part = key[0], key[4]
         steps.add(evaluation)
-        if part in ("k", "v"):
+        if part in ("x", "xv", "k", "v"):
             shared += t.numel() * t.element_size()
         else:
             other += t.numel() * t.element_size()

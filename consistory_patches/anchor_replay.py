@@ -12,16 +12,14 @@ conditioning as above) keeps them first.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
-import os
 
 import torch
 
 from ..consistory_core import repeated_positions
 from ..consistory_core.bank_file import AnchorBank, BankError
 from ..consistory_core.correspondence import image_noise
-from .anchor_cache import AnchorCache, cache_identity
+from .anchor_cache import AnchorCache, cache_identity, registered
 from .chunks import CHUNK_NAMES, COND, Chunks
 from .host_api import sampled_model_fingerprint
 from .passes import PassKind, args_pass, args_story, with_pass
@@ -61,11 +59,13 @@ def _repeat_tokens(t: torch.Tensor, length: int) -> torch.Tensor:
 
 class AnchorReplay:
     """cache: where the anchors' parts are kept after the first run (None: replayed at every
-    call); cache_file: a file beside the bank that keeps them across processes, or None."""
+    call; each run takes the registry's cache of its bank and place, which an eviction may
+    have replaced); cache_file: the file beside the bank of a "file" cache, or None;
+    budget_gb: the run's budget for caches in memory (anchor_cache_budget)."""
 
     def __init__(self, bank: AnchorBank, cache: AnchorCache | None = None, cache_file: str | None = None,
-                 base_model=None):
-        self.bank, self.cache, self.cache_file = bank, cache, cache_file
+                 base_model=None, budget_gb: float = 0.0):
+        self.bank, self.cache, self.cache_file, self.budget_gb = bank, cache, cache_file, budget_gb
         self.base_model = base_model  # the host's model object (model.model), whose current_patcher samples
         self.last_x0 = None  # (evaluation, the anchors' denoised prediction (k, C, h, w), cond chunk)
         self._index = None   # the place in ``_order`` of the bank's evaluation the sampler is at
@@ -105,14 +105,11 @@ class AnchorReplay:
             self._use_cache(story, options)
 
     def _use_cache(self, story, options: dict) -> None:
-        """The cache holds the parts of this bank, model and settings (from its file where there is one)."""
+        """The cache holds the parts of this bank, model and settings (read from its file
+        where it is a file's and the file was made for them)."""
         weights = sampled_model_fingerprint(self.base_model, story.masks.diffusion_model)
-        identity = cache_identity(self.cache.bank_key, story.method(), weights, options)
-        fresh = identity != self.cache.identity
-        self.cache.use(identity)
-        if fresh and self.cache_file is not None and os.path.isfile(self.cache_file):
-            if self.cache.load(self.cache_file, identity):
-                logging.info(f"ConsiStory Use Anchors: anchor cache from {self.cache_file}: {self.cache.summary()}")
+        self.cache = registered(self.cache, self.budget_gb)
+        self.cache.use(cache_identity(self.cache.bank_key, story.method(), weights, options), self.cache_file)
 
     def __deepcopy__(self, memo):
         return self
@@ -196,6 +193,7 @@ class AnchorReplay:
         needs = PassKind.SAMPLER.value if p.kind is PassKind.VANILLA else kind
         if not self.cache.kept(evaluation, needs, length, outer.order):
             k = self.bank.anchors
+            self.cache.begin(evaluation, len(self._order) - self._index, args["input"].device)
             alone = Chunks(outer.order, k, k)
             recording = self.cache.slot(evaluation, kind, length, recording=True)
             if p.kind is PassKind.VANILLA:
@@ -210,12 +208,10 @@ class AnchorReplay:
 
     def _recorded(self, cached, chunks) -> None:
         """A call on the anchors alone kept their parts; at the bank's last evaluation the
-        cache is whole: its size is logged (and the file written, where asked)."""
+        cache is whole (its size is logged, its file finished)."""
         self.cache.done(cached, chunks)
         if cached.kind == PassKind.SAMPLER.value and cached.evaluation == self._order[-1]:
-            logging.info(f"ConsiStory Use Anchors: anchor cache ready: {self.cache.summary()}")
-            if self.cache_file is not None:
-                self.cache.save(self.cache_file)
+            self.cache.finish()
 
     def _last_x0(self, evaluation: int) -> torch.Tensor:
         """The anchors' denoised estimate at ``evaluation`` (a DIFT pass re-noises it)."""

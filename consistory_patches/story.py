@@ -154,7 +154,7 @@ def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: t
     run = StoryRun(subject, sharing, share, Window.of(sharing.start_percent, sharing.end_percent, sampling),
                    replayed, given_masks=given_masks)
     dift = DiftCapture(run, None if dit else dift_block(diffusion_model), dift_sigma(sampling, DIFT_TIMESTEP))
-    story = Story(run, MaskRecorder(run, diffusion_model), SharedAttention(run), dift, **parts)
+    story = Story(run, MaskRecorder(run, diffusion_model), SharedAttention(run, diffusion_model), dift, **parts)
     if sharing.anchors > 0 and replayed == 0:  # keep what ConsiStory Anchor Bank needs
         story = dataclasses.replace(story, recorder=AnchorRecorder(run, min(sharing.anchors, subject.images)))
     if dit:
@@ -171,6 +171,8 @@ def patch_story(model, subject: StorySubject, sharing: SharingSettings, share: t
     # closures, not bound methods: clone() deep-copies what it finds in model_options
     m.set_model_attn2_patch(lambda n, context, value, extra: story.masks.record(n, context, value, extra))
     m.set_model_output_block_patch(lambda h, hsp, extra: story.dift.capture(h, hsp, extra))
+    if story.replay is not None and story.replay.cache is not None:  # the anchors' attention inputs
+        m.set_model_attn1_patch(lambda n, context, value, extra: story.attention.keep_inputs(n, context, value, extra))
     for position in attention_positions(diffusion_model, sharing.block_groups):
         previous = existing_attn1_replace(m.model_options, position)
 

@@ -104,15 +104,17 @@ def make_subject_graph(scenes, anchors=2, prefix="subject", **kw):
     return g
 
 
-def reuse_subject_graph(scenes, bank_name, share_new=False, anchor_cache=None, **kw):
+def reuse_subject_graph(scenes, bank_name, share_new=False, anchor_cache=None, cache_budget_gb=None, **kw):
     """New scenes with a saved subject: Load Anchor Bank -> Use Anchors, and Bank Latent for the
     new images' latent (the bank's size; each new image gets the noise it would have had in
-    one batch after the anchors). anchor_cache: Use Anchors' choice (None: its default)."""
+    one batch after the anchors). anchor_cache, cache_budget_gb: Use Anchors' choices (None:
+    its defaults)."""
     g = story_graph(scenes, **kw)
     g["load_bank"] = {"class_type": "ConsiStoryLoadAnchorBank", "inputs": {"bank_name": bank_name}}
     g["sdsa"] = {"class_type": "ConsiStoryUseAnchors", "inputs": {
         "model": g["sdsa"]["inputs"]["model"], "bank": ["load_bank", 0], "subject": ["story", 1],
-        "share_new": share_new, **({"anchor_cache": anchor_cache} if anchor_cache else {})}}
+        "share_new": share_new, **({"anchor_cache": anchor_cache} if anchor_cache else {}),
+        **({"cache_budget_gb": cache_budget_gb} if cache_budget_gb is not None else {})}}
     g["latent"] = {"class_type": "ConsiStoryBankLatent", "inputs": {"bank": ["load_bank", 0], "subject": ["story", 1]}}
     return g
 

@@ -119,6 +119,21 @@ class Attn1ReplaceProbe(_ModelProbe):
         return (m,)
 
 
+class Attn1InputProbe(_ModelProbe):
+    """MODEL -> MODEL: another pack's style of attn1 input patch (as reference-image packs
+    put there) that changes self-attention's keys and values: it scales their input by
+    1.05. Put after ConsiStory's, the inputs the pack saw are not what k came from."""
+
+    def patch(self, model):
+        m = model.clone()
+
+        def scale(n, context, value, extra):
+            return n, context * 1.05, value * 1.05
+
+        m.set_model_attn1_patch(scale)
+        return (m,)
+
+
 class _Attn2Object:
     """An attn2 replace the way IPAdapter-style packs add them: a callable object with
     set_new_condition() and to(); it scales the host's cross-attention output by 1.1."""
@@ -285,7 +300,7 @@ class LeadingSigmas:
         return (torch.cat([sampling.sigma(timesteps).float(), torch.zeros(1)]),)
 
 
-NODE_CLASS_MAPPINGS = {"ConsiStoryAttn1ReplaceProbe": Attn1ReplaceProbe,
+NODE_CLASS_MAPPINGS = {"ConsiStoryAttn1ReplaceProbe": Attn1ReplaceProbe, "ConsiStoryAttn1InputProbe": Attn1InputProbe,
                        "ConsiStoryAttentionOverrideProbe": AttentionOverrideProbe,
                        "ConsiStoryAttentionBackendProbe": AttentionBackendProbe,
                        "ConsiStoryUnnamedFluxBlocksProbe": UnnamedFluxBlocksProbe,

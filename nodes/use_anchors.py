@@ -16,14 +16,20 @@ from .sockets import BANK, Bank, Subject, io, schema
 
 CACHE_CHOICES = ("CPU memory", "device memory", "CPU memory + file beside the bank", "off")
 CACHE_TOOLTIP = (
-    "The first run computes the anchors alone and keeps what they give the new images: their shared keys and "
-    "values at the subject patches, masks and injection sources, per step. Every run then samples the new images "
+    "The first run computes the anchors alone and keeps what they give the new images: their shared attention "
+    "inputs at the subject patches, masks and injection sources, per step. Every run then samples the new images "
     "alone with those, so later runs with the same model and settings skip the anchors (new scenes cost what "
-    "plain sampling costs) and give the same images to the bit. CPU memory: kept in RAM, sent to the GPU step by step; device memory: kept "
-    "on the GPU (fastest, uses VRAM); + file: also written beside a loaded bank file (NAME.anchor_cache) and "
-    "read by later sessions; off: the anchors are recomputed at every step. The size is logged when ready "
-    "(about 7 GB at 1024x1024, 50 steps, 2 anchors, a subject on 30% of the image, dropout 0.5). Banks with "
-    "two-pass injection, and Flux models, are always recomputed.")
+    "plain sampling costs) and give the same images to the bit. CPU memory: kept in RAM, sent to the GPU step by "
+    "step; device memory: kept on the GPU (fastest, uses VRAM); + file: written beside a loaded bank file "
+    "(NAME.anchor_cache) step by step and read from it step by step (little RAM; later sessions use it too); "
+    "off: the anchors are recomputed at every step. The size is logged once known (at 1024x1024, 50 steps, "
+    "2 anchors, a subject on 30% of the image, dropout 0.5: about 3.5 GB). A cache that does not fit "
+    "cache_budget_gb is not kept (the log says so; the images are the same, only slower). Banks with two-pass "
+    "injection, and Flux models, are always recomputed.")
+BUDGET_TOOLTIP = (
+    "How many GB the anchor caches kept in memory (CPU or device) may hold together; the least recently used "
+    "go first. 0: half of the memory free when a cache is recorded, plus what the caches hold already.")
+PLACE = {CACHE_CHOICES[0]: "cpu", CACHE_CHOICES[1]: "device", CACHE_CHOICES[2]: "file"}
 
 
 def cache_file_of(bank) -> str:
@@ -56,13 +62,18 @@ class UseAnchors(io.ComfyNode):
                                  "images (the paper: off; each new image sees itself and the anchors)."),
                 io.Combo.Input("anchor_cache", options=list(CACHE_CHOICES), default=CACHE_CHOICES[0], optional=True,
                                tooltip=CACHE_TOOLTIP),
+                io.Float.Input("cache_budget_gb", default=0.0, min=0.0, max=4096.0, step=0.5, optional=True,
+                               tooltip=BUDGET_TOOLTIP),
             ],
             outputs=[io.Model.Output()])
 
     @classmethod
-    def execute(cls, model, bank, subject, share_new, anchor_cache=CACHE_CHOICES[0]):
+    def execute(cls, model, bank, subject, share_new, anchor_cache=CACHE_CHOICES[0], cache_budget_gb=0.0):
         if anchor_cache not in CACHE_CHOICES:
             raise ValueError(f"ConsiStory Use Anchors: anchor_cache {anchor_cache!r} is not one of {list(CACHE_CHOICES)}")
+        if not cache_budget_gb >= 0:
+            raise ValueError(f"ConsiStory Use Anchors: cache_budget_gb {cache_budget_gb!r} must be 0 (half the free "
+                             "memory) or more")
         if STORY_KEY in model.model_options.get("transformer_options", {}):
             raise ValueError("ConsiStory Use Anchors: the model is already patched by ConsiStory (SDSA or Use "
                              "Anchors); connect the checkpoint's model: Use Anchors adds the shared attention itself")
@@ -79,8 +90,9 @@ class UseAnchors(io.ComfyNode):
         if dit and anchor_cache != "off":
             logging.info("ConsiStory Use Anchors: Flux models recompute the anchors at every step (no anchor cache yet)")
         cache = None if anchor_cache == "off" or bank.passes is not None or dit else \
-            cache_for(bank, "device" if anchor_cache == CACHE_CHOICES[1] else "cpu")
+            cache_for(bank, PLACE[anchor_cache], cache_budget_gb)
         m, _ = patch_story(model, story, bank.description.sharing,
                            reuse_mapping(bank.anchors, subject.images, share_new), replayed=bank.anchors,
-                           given_masks=bank.subject_masks, replay=AnchorReplay(bank, cache, cache_file, model.model))
+                           given_masks=bank.subject_masks,
+                           replay=AnchorReplay(bank, cache, cache_file, model.model, cache_budget_gb))
         return io.NodeOutput(m)

@@ -19,7 +19,7 @@ FULL = dict(blend=True, blend_end=0.35, inject="fast")
 def caches(host):
     """The pack's anchor-cache module, its caches emptied (each test makes its own bank)."""
     module = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.anchor_cache")
-    module._CACHES.clear()
+    module.forget_caches()
     return module
 
 
@@ -91,18 +91,87 @@ def test_patches_or_weights_added_after_use_anchors_are_not_served_stale(host, l
         assert_equal_to(after_use_anchors("CPU memory", change), after_use_anchors("off", change))
 
 
-def test_a_cache_file_beside_the_bank_serves_a_fresh_process(host, latents, outputs, caches):
+FILE = "CPU memory + file beside the bank"
+
+
+def the_cache(caches, place):
+    (cache,) = [c for c in caches._CACHES.values() if c.place == place]
+    return cache
+
+
+def test_the_file_beside_the_bank_is_streamed_and_equals_the_cache_in_memory_bit_for_bit(host, latents, outputs,
+                                                                                      caches):
+    """The file is written while the first run records and read part by part afterwards
+    (nothing of it held in memory), here and in a fresh process: the same latents, to the bit,
+    as the cache kept in memory."""
     kw = dict(steps=STEPS, **FULL)
     expected = one_batch(host, latents, LATER, **kw)
     host.run(make_subject_graph(ANCHORS, anchors=2, prefix="filed", **kw))
-    bank, choice = "output/filed_00001.safetensors", "CPU memory + file beside the bank"
-    run_fresh(reuse_subject_graph(FIRST, bank, anchor_cache=choice, **kw), outputs)
+    bank = "output/filed_00001.safetensors"
+    host.run(reuse_subject_graph(LATER, bank, anchor_cache="CPU memory", **kw))
+    in_memory = latents["story"].clone()
+    assert_equal_to(in_memory, expected)
+    host.run(reuse_subject_graph(LATER, bank, anchor_cache=FILE, **kw))  # records the file
+    assert torch.equal(latents["story"], in_memory)
+    filed = the_cache(caches, "file")
     cache_file = outputs / "consistory_banks" / "filed_00001.anchor_cache"
-    assert cache_file.is_file()
-    written = cache_file.stat().st_mtime_ns
-    reused = run_fresh(reuse_subject_graph(LATER, bank, anchor_cache=choice, **kw), outputs)["story"]
-    assert_equal_to(reused, expected)
+    assert cache_file.is_file() and filed.reader is not None and filed.nbytes == 0
+    assert filed.reader.data_bytes == the_cache(caches, "cpu").nbytes   # the same parts, none in memory
+    recorded, written = filed.calls["recorded"], cache_file.stat().st_mtime_ns
+    host.run(reuse_subject_graph(LATER, bank, anchor_cache=FILE, **kw))  # read from it
+    assert torch.equal(latents["story"], in_memory) and filed.calls["recorded"] == recorded
+    reused = run_fresh(reuse_subject_graph(LATER, bank, anchor_cache=FILE, **kw), outputs)["story"]
+    assert torch.equal(reused, in_memory)
     assert cache_file.stat().st_mtime_ns == written  # served from the file: nothing recorded, nothing rewritten
+
+
+def test_a_cache_over_its_budget_is_not_kept_says_so_once_and_gives_the_same_latents(host, latents, outputs,
+                                                                                    caches, caplog):
+    """With a budget it does not fit, every evaluation is recorded, played and let go (one
+    at a time in memory): slower, the same latents to the bit as a kept cache."""
+    kw = dict(steps=STEPS, **FULL)
+    expected = one_batch(host, latents, FIRST, **kw)
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="budget", **kw))
+    bank = "output/budget_00001.safetensors"
+    host.run(reuse_subject_graph(FIRST, bank, **kw))
+    kept = latents["story"].clone()
+    kept_bytes = caches._CACHES.popitem()[1].nbytes
+    for _ in range(2):
+        host.run(reuse_subject_graph(FIRST, bank, cache_budget_gb=1e-6, **kw))
+        assert torch.equal(latents["story"], kept)
+    assert_equal_to(kept, expected)
+    cache = the_cache(caches, "cpu")
+    assert not cache.keeping and cache.calls["recorded"] == cache.calls["played"] > 0  # both runs recorded all
+    assert 0 < cache.nbytes < kept_bytes / (STEPS - 1)   # one evaluation's parts at most
+    assert caplog.text.count("does not fit in the 1e-06 GB cache budget: replaying the anchors instead") == 1
+    host.run(reuse_subject_graph(FIRST, bank, cache_budget_gb=1.0, **kw))  # room again: kept from now on
+    host.run(reuse_subject_graph(FIRST, bank, cache_budget_gb=1.0, **kw))
+    assert cache.keeping and cache.nbytes == kept_bytes and torch.equal(latents["story"], kept)
+
+
+def test_the_cache_keeps_attention_inputs_unless_a_node_after_it_changed_them(host, latents, outputs, caches):
+    """The anchors' shared attention is kept as the layers' inputs ("x", T x C: half of keys
+    and values), projected again when played; after a node that changes attn1's inputs
+    behind the pack, as keys and values, which give what replaying the anchors gives."""
+    kw = dict(steps=STEPS)
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="inputs", **kw))
+    bank = "output/inputs_00001.safetensors"
+    host.run(reuse_subject_graph(FIRST, bank, **kw))
+    parts = {key[4] for key in the_cache(caches, "cpu").entries}
+    assert "x" in parts and not parts & {"k", "v", "xv"}
+
+    def changed_after_use_anchors(choice):
+        g = reuse_subject_graph(LATER, bank, anchor_cache=choice, **kw)
+        g["after"] = {"class_type": "ConsiStoryAttn1InputProbe", "inputs": {"model": ["sdsa", 0]}}
+        g["sampler"]["inputs"]["model"] = ["after", 0]
+        host.run(g)
+        return latents["story"].clone()
+
+    changed_after_use_anchors("CPU memory")
+    played = changed_after_use_anchors("CPU memory")
+    parts = {key[4] for key in the_cache(caches, "cpu").entries}
+    assert {"k", "v"} <= parts and "x" not in parts
+    assert_equal_to(played, changed_after_use_anchors("off"))
 
 
 def test_the_file_choice_needs_a_bank_from_a_file(host, latents, outputs, caches):
@@ -157,7 +226,7 @@ def test_a_reuse_gives_the_same_latents_whatever_the_cache_held(host, latents, o
     recording = latents["story"].clone()
     host.run(reuse_subject_graph(one, bank, **kw))
     assert torch.equal(latents["story"], recording)              # played from the cache it filled
-    caches._CACHES.clear()
+    caches.forget_caches()
     host.run(reuse_subject_graph(LATER, bank, **kw))             # other prompts fill it
     host.run(reuse_subject_graph(one, bank, **kw))
     assert torch.equal(latents["story"], recording)

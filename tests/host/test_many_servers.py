@@ -132,8 +132,9 @@ def send(url: str, data: dict) -> None:
 
 
 def test_a_busy_server_renders_each_prompt_as_a_fresh_process_would(host, outputs, servers, busy):
-    """What a user's server sees: 20 prompts queued at once reusing three banks (two caches are
-    kept, so they evict each other), some deleted from the queue, one interrupted in the
+    """What a user's server sees: 20 prompts queued at once reusing three banks (a cache budget
+    that holds any two of their caches, not three, so they evict each other), some deleted
+    from the queue, one interrupted in the
     middle of its sampling (its bank's cache half recorded), a process spinning beside it.
     Every prompt that ran gives the images the same graph gives with no cache kept (a new
     process's state), pixel for pixel."""
@@ -147,13 +148,26 @@ def test_a_busy_server_renders_each_prompt_as_a_fresh_process_would(host, output
         host.run(make_subject_graph(scenes, anchors=2, prefix=f"busy{i}", steps=6, seed=10 + i))
         banks.append(outputs / "consistory_banks" / f"busy{i}_00001.safetensors")
     names = [Server(url).send_bank(bank) for bank in banks]
+    cache = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.anchor_cache")
+    sizes = []
+    for b, bank in enumerate(banks):  # each bank's cache, measured here
+        cache.forget_caches()
+        host.run(chunk_graph(Chunk(0, 0, (SCENES[0],)), f"output/{bank.name}", settings(bank), f"size{b}"))
+        (kept,) = cache._CACHES.values()
+        sizes.append(kept.nbytes)
+    budget_gb = (sum(sizes) - min(sizes)) / 1e9  # any two fit, three do not
+
+    def graph(b, chunk, prefix):
+        g = chunk_graph(chunk, names[b], settings(banks[b]), prefix)
+        g["sdsa"]["inputs"]["cache_budget_gb"] = budget_gb
+        return g
+
     plan = []  # (bank index, chunk, prefix)
     for n in range(20):
         b = (0, 0, 1, 2, 0, 1, 2, 2, 0, 1)[n % 10]
         chunk = Chunk(n % 3, n % 4, tuple(SCENES[(n + j) % len(SCENES)] for j in range(1 + n % 2)))
         plan.append((b, chunk, f"busy_{n:02d}"))
-    ids = [post_json(url + "/prompt", {"prompt": chunk_graph(chunk, names[b], settings(banks[b]), prefix)})["prompt_id"]
-           for b, chunk, prefix in plan]
+    ids = [post_json(url + "/prompt", {"prompt": graph(b, chunk, prefix)})["prompt_id"] for b, chunk, prefix in plan]
     deleted = ids[5:7] + ids[13:14]
     send(url + "/queue", {"delete": deleted})
     interrupted = None
@@ -163,13 +177,13 @@ def test_a_busy_server_renders_each_prompt_as_a_fresh_process_would(host, output
             interrupted = running[0][1]
             send(url + "/interrupt", {})
             break
-    server, cache = Server(url), pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.anchor_cache")
+    server = Server(url)
     compared = 0
     for (b, chunk, prefix), prompt in zip(plan, ids):
         if prompt in deleted or prompt == interrupted:
             continue
         served = [np.asarray(Image.open(io.BytesIO(data))) for data in server.images(prompt)]
-        cache._CACHES.clear()
+        cache.forget_caches()
         host.run(chunk_graph(chunk, f"output/{banks[b].name}", settings(banks[b]), "twin_" + prefix))
         twins = pixels(sorted(outputs.glob(f"twin_{prefix}_*.png")))
         assert len(served) == len(twins) == len(chunk.scenes)

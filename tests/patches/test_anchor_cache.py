@@ -50,25 +50,133 @@ def test_other_settings_empty_the_cache():
     assert cache.entries == {} and not cache.kept(0, "sampler", 77, (0,))
 
 
-def test_the_file_round_trip_keeps_entries_for_the_same_identity_only(tmp_path):
-    cache, _ = recorded_cache()
-    path = tmp_path / "b.anchor_cache"
-    cache.save(path)
-    other = AnchorCache(2)
-    assert not other.load(path, "settings-2") and other.entries == {}
-    assert other.load(path, "settings-1")
-    assert set(other.entries) == set(cache.entries) and other.complete == cache.complete
-    for key, value in cache.entries.items():
-        torch.testing.assert_close(other.entries[key], value, rtol=0, atol=0)
-    assert other.kept(0, "sampler", 77, (1, 0))
+LAYER = ("output", 1, 0)
 
 
-def test_a_broken_cache_file_is_recomputed_not_fatal(tmp_path):
+def record(cache, evaluation: int, remaining: int, patches: int = 6, chunks=(1, 0)):
+    """Records one evaluation as a call on the anchors alone would: per chunk, attention inputs
+    of ``patches`` pool entries (values that name evaluation and chunk) and the maps."""
+    cache.begin(evaluation, remaining)
+    rows = cache.slot(evaluation, "sampler", 77, recording=True)
+    for c in chunks:
+        rows.keep("x", LAYER, c, torch.full((patches, 8), evaluation + c / 10))
+        rows.keep("maps", LAYER, c, torch.randn(2, 3))
+    cache.done(rows, chunks)
+
+
+def recorded_file(tmp_path, evaluations=3, identity="settings-1"):
+    """A cache file of ``evaluations`` evaluations and the in-memory cache recorded alike."""
+    torch.manual_seed(0)
+    path = str(tmp_path / "b.anchor_cache")
+    filed = AnchorCache(2, "file")
+    filed.use(identity, path)
+    torch.manual_seed(0)
+    memory = AnchorCache(2, "cpu", budget_gb=1.0)
+    memory.use(identity)
+    for cache in (filed, memory):
+        torch.manual_seed(0)
+        for e in range(evaluations):
+            record(cache, e, evaluations - e)
+            if cache is filed:  # only the evaluation at hand is in memory while recording
+                assert {k[0] for k in cache.entries} == {e}
+        cache.finish()
+    return path, filed, memory
+
+
+def test_the_file_is_read_back_bit_for_bit_and_only_for_the_same_identity(tmp_path):
+    path, filed, memory = recorded_file(tmp_path)
+    assert filed.entries == {} and filed.nbytes == 0      # read from the file from now on
+    again = AnchorCache(2, "file")
+    again.use("settings-1", path)                          # another process
+    for cache in (filed, again):
+        assert cache.complete == memory.complete
+        for key, value in memory.entries.items():
+            read = cache.get(key, value)
+            assert read.dtype == value.dtype and torch.equal(read, value), key
+    other = AnchorCache(2, "file")
+    other.use("settings-2", path)
+    assert other.reader is None and not other.kept(0, "sampler", 77, (0,))
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_broken_or_older_cache_file_is_recomputed_not_fatal(tmp_path, caplog):
     path = tmp_path / "b.anchor_cache"
-    path.write_bytes(b"not a safetensors file")
-    cache = AnchorCache(2)
-    assert not cache.load(path, "settings-1")
-    assert cache.entries == {}
+    for content in (b"not a cache file", b"x" * 100):
+        path.write_bytes(content)
+        cache = AnchorCache(2, "file")
+        cache.use("settings-1", str(path))
+        assert cache.reader is None and cache.entries == {}
+        record(cache, 0, 1)
+        cache.finish()
+        assert cache.reader is not None and cache.kept(0, "sampler", 77, (1, 0))  # written anew
+    assert "cannot be used" in caplog.text
+
+
+def test_a_cache_over_its_budget_keeps_nothing_and_says_so_once(caplog):
+    caplog.set_level("INFO")
+    cache = AnchorCache(2, "cpu", budget_gb=1e-6)  # 1000 bytes; an evaluation here is 2 x 6 x 8 x 4 + maps
+    cache.use("settings-1")
+    record(cache, 0, 5)
+    record(cache, 1, 4)      # evaluation 0 is whole: 2 x (192 + 24) bytes, 5 evaluations: 2160 bytes
+    assert not cache.keeping and {k[0] for k in cache.entries} == {1}
+    for e in range(2, 5):
+        record(cache, e, 5 - e)
+        assert {k[0] for k in cache.entries} == {e}   # one evaluation at a time: played, then gone
+    cache.finish()
+    assert caplog.text.count("anchor cache of 2.2 kB does not fit in the 1e-06 GB cache budget: replaying the "
+                             "anchors") == 1
+    assert "will take about 2.2 kB in CPU memory (432 B per model evaluation" in caplog.text
+
+
+def test_the_default_budget_is_half_the_free_memory(monkeypatch):
+    budget = runtime("consistory_patches.anchor_cache_budget")
+    monkeypatch.setattr(cache_module, "free_bytes", lambda place, device=None: 10_000)
+    cache_module.forget_caches()
+    small, big = AnchorCache(2, "cpu"), AnchorCache(2, "cpu")
+    for cache, patches in ((small, 25), (big, 100)):  # an evaluation: 2 chunks x (patches x 8 x 4 + 24) bytes
+        cache.use("s")
+        record(cache, 0, 2, patches)
+        record(cache, 1, 1, patches)   # sized: 2 evaluations against 5 kB + what it holds (one evaluation)
+    assert small.keeping and big.estimate == 2 * 6448 > 5000 + 6448 and not big.keeping
+    assert budget.budget_bytes(0, 10_000, 300) == (5_300, "5.3 kB (50% of the free memory)")
+    assert budget.budget_bytes(2.5, 10_000, 300)[0] == 2_500_000_000
+
+
+class Sized:
+    """A cache in memory of ``nbytes`` (for eviction)."""
+
+    def __init__(self, nbytes, place="cpu"):
+        self.nbytes, self.place, self.dropped = nbytes, place, False
+
+    def drop(self):
+        self.dropped = True
+
+
+def test_least_recently_used_caches_make_room_by_bytes_not_by_count():
+    from collections import OrderedDict
+    make_room = runtime("consistory_patches.anchor_cache_budget").make_room
+    new = Sized(0)
+    caches = OrderedDict([("oldest", Sized(300)), ("gpu", Sized(5000, "device")), ("old", Sized(200)),
+                          ("recent", Sized(100)), ("new", new)])
+    assert make_room(caches, new, 600, budget=1000)           # 600 + 300 + 200 + 100 > 1000: the oldest goes
+    assert list(caches) == ["gpu", "old", "recent", "new"] and not caches["old"].dropped
+    assert make_room(caches, new, 701, budget=1000)           # and then the next oldest, not the recent one
+    assert list(caches) == ["gpu", "recent", "new"]
+    assert not make_room(caches, new, 1001, budget=1000)      # cannot fit even alone
+    assert list(caches) == ["gpu", "new"]                     # (the device's cache is another memory's)
+    many = OrderedDict((i, Sized(1)) for i in range(50))
+    assert make_room(many, new, 10, budget=100) and len(many) == 50   # any number of caches that fit stay
+
+
+def test_a_file_that_does_not_fit_its_disk_is_not_written(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(cache_module, "free_disk", lambda path: 100)
+    cache = AnchorCache(2, "file")
+    cache.use("settings-1", str(tmp_path / "b.anchor_cache"))
+    for e in range(3):
+        record(cache, e, 3 - e)
+    cache.finish()
+    assert cache.reader is None and not list(tmp_path.iterdir())  # nothing on disk, no partial file
+    assert "does not fit in the 100 B free on its disk" in caplog.text
 
 
 def test_device_place_keeps_entries_where_they_are_used():
@@ -104,17 +212,18 @@ def test_the_sampled_models_fingerprint_is_its_patchers_else_its_weights_as_they
         SimpleNamespace(model=patcher.model, patches={}, backup={}))[0]
 
 
-def test_at_most_two_banks_keep_caches():
-    cache_module._CACHES.clear()
+def test_a_bank_has_one_cache_per_place():
+    cache_module.forget_caches()
     banks = [runtime("consistory_core.bank_file").AnchorBank(
         torch.tensor([float(i + 1)], dtype=torch.float64), torch.zeros(1, 2, 4, 2, 2), {"cond": {}},
         _description()) for i in range(3)]
     first = cache_module.cache_for(banks[0], "cpu")
-    assert cache_module.cache_for(banks[0], "cpu") is first
-    cache_module.cache_for(banks[1], "cpu")
-    cache_module.cache_for(banks[2], "cpu")
-    assert len(cache_module._CACHES) == 2 and cache_module.cache_for(banks[0], "cpu") is not first
-    cache_module._CACHES.clear()
+    assert cache_module.cache_for(banks[0], "cpu", 2.0) is first and first.budget_gb == 2.0
+    assert cache_module.cache_for(banks[0], "file") is not first
+    for bank in banks[1:]:
+        cache_module.cache_for(bank, "cpu")
+    assert len(cache_module._CACHES) == 4 and cache_module.cache_for(banks[0], "cpu") is first
+    cache_module.forget_caches()
 
 
 def _description():
