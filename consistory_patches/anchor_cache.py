@@ -113,6 +113,7 @@ class AnchorCache:
         self.keeping = place != "file"
         self.estimate: int | None = None  # bytes, once sized
         self._recording = None  # the evaluation recorded last
+        self._no_file = False  # the file was refused (no room on its disk)
         self._told: set = set()  # what the log said already (once per cache)
         self.calls = {"played": 0, "recorded": 0}  # UNet calls on the new images / the anchors alone
 
@@ -147,8 +148,11 @@ class AnchorCache:
         partial one is removed)."""
         if self.writer is not None:
             self.writer.abort()
+        if self.reader is not None:
+            self.reader.close()
         self.entries, self.complete, self.reader, self.writer = {}, set(), None, None
         self.estimate = self._recording = self.identity = None
+        self._no_file = False
 
     def kept(self, evaluation: int, kind: str, context: int, chunks) -> bool:
         """Every chunk's parts of that evaluation and pass kind are kept."""
@@ -170,8 +174,11 @@ class AnchorCache:
         if not self.keeping:
             self.entries = {k: v for k, v in self.entries.items() if k[0] == evaluation}
             self.complete = {c for c in self.complete if c[0] == evaluation}
+        if self.writer is not None and any(c[0] == evaluation for c in self.writer.complete):
+            self.writer.abort()  # a run that stopped half way: the next one writes the file anew
+            self.writer = None
         if self.place == "file" and self.writer is None and self.reader is None and self.path is not None \
-                and self.estimate is None:  # (sized already: the file was refused)
+                and not self._no_file:
             self.writer = CacheFileWriter(self.path, self.identity, self.anchors)
 
     def done(self, rows: AnchorRows, chunks) -> None:
@@ -237,7 +244,7 @@ class AnchorCache:
             free = free_disk(os.path.dirname(os.path.abspath(self.path)))
             if self.estimate - kept > free:
                 self.writer.abort()
-                self.writer = None
+                self.writer, self._no_file = None, True
                 self._refuse(f"anchor cache file of {human(self.estimate)} does not fit in the {human(free)} free on "
                              "its disk: recording the anchors at every step instead (the same images, slower)")
             return
@@ -262,8 +269,15 @@ class AnchorCache:
         """The bank's last evaluation is recorded: the file gets its index and is read from
         now on (its parts leave memory); the size is logged."""
         if self.writer is not None:
-            self.writer.finish()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            try:
+                writer.finish()
+            except OSError as e:  # e.g. the old file still open elsewhere (Windows)
+                writer.abort()
+                self._no_file = True
+                self._refuse(f"the anchor cache file {self.path} cannot be written ({e}); recording the anchors "
+                             "at every step instead (the same images, slower)")
+                return
             self.entries = {}
             self._open(self.path)
         if self.keeping or self.reader is not None:

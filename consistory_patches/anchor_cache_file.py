@@ -112,4 +112,8 @@ class CacheFileReader:
         return torch.frombuffer(self._map, dtype=torch.uint8, count=count, offset=offset).view(dtype).reshape(shape)
 
     def close(self) -> None:
-        self._map.close()
+        """Unmaps the file unless a tensor still views it (then the mapping goes with the last one)."""
+        try:
+            self._map.close()
+        except BufferError:
+            pass

@@ -99,6 +99,20 @@ def test_the_file_is_read_back_bit_for_bit_and_only_for_the_same_identity(tmp_pa
     assert not list(tmp_path.glob("*.partial"))
 
 
+def test_a_recording_stopped_half_way_is_written_anew_by_the_next_run(tmp_path):
+    path = str(tmp_path / "b.anchor_cache")
+    cache = AnchorCache(2, "file")
+    cache.use("settings-1", path)
+    record(cache, 0, 3)
+    record(cache, 1, 2)          # interrupted here: the next run starts at evaluation 0 again
+    for e in range(3):
+        record(cache, e, 3 - e)
+    cache.finish()
+    assert cache.reader.complete == {(e, "sampler", 77, c) for e in range(3) for c in (0, 1)}
+    assert cache.reader.data_bytes == 3 * 2 * (6 * 8 * 4 + 64)  # each part once (maps padded to 64 bytes)
+    assert not list(tmp_path.glob("*.partial"))
+
+
 def test_a_broken_or_older_cache_file_is_recomputed_not_fatal(tmp_path, caplog):
     path = tmp_path / "b.anchor_cache"
     for content in (b"not a cache file", b"x" * 100):
