@@ -87,10 +87,14 @@ class CacheBench:
         self.cache_file = str(folder / "bank.anchor_cache")
         self.cache_module = pack_module(classes, "consistory_patches.anchor_cache")
         base = bench.models["vanilla"]
-        use = lambda choice, budget=0.0: run_node(classes["ConsiStoryUseAnchors"], base, self.bank,
-                                                  story(classes, bench.n), False, choice, budget)[0]
+        # the same anchors under other prompt text: a cache of its own (one kept cache is not
+        # sized again when a later run asks for a smaller budget)
+        other = dataclasses.replace(self.bank, description=dataclasses.replace(
+            self.bank.description, prompts=tuple(f"{p} (over budget)" for p in self.bank.description.prompts)))
+        use = lambda choice, budget=0.0, bank=self.bank: run_node(
+            classes["ConsiStoryUseAnchors"], base, bank, story(classes, bench.n), False, choice, budget)[0]
         self.models = {"plain": base, "cached": use("CPU memory"), "file": use(FILE), "file (cold)": use(FILE),
-                       "over budget": use("CPU memory", 1e-9), "off": use("off")}
+                       "over budget": use("CPU memory", 1e-9, other), "off": use("off")}
 
     def sizes(self) -> dict:
         """Bytes of the cache as kept now and as keys and values (the input check made to fail)."""
@@ -142,15 +146,16 @@ class CacheBench:
         return [s for _, s in sorted(steps.items(), reverse=True)][1:]
 
 
-def measure(cb: CacheBench, repeats: int) -> dict:
+def measure(cb: CacheBench, configs: list, repeats: int) -> dict:
     cb.cache_module.forget_caches()
     for name in ("cached", "file"):  # the first reuse records (the file once for both file rows)
-        cb.bench.sample(cb.models[name])
-    seconds = {c: [] for c in CONFIGS}
+        if name in configs or f"{name} (cold)" in configs:
+            cb.bench.sample(cb.models[name])
+    seconds = {c: [] for c in configs}
     for _ in range(repeats):
-        for c in CONFIGS:
+        for c in configs:
             seconds[c].append(statistics.mean(cb.run(c)))
-    ratio = {c: statistics.median(s / p for s, p in zip(seconds[c], seconds["plain"])) for c in CONFIGS}
+    ratio = {c: statistics.median(s / p for s, p in zip(seconds[c], seconds["plain"])) for c in configs}
     return {"seconds_per_step": {c: statistics.median(v) for c, v in seconds.items()}, "step_ratio": ratio}
 
 
@@ -169,8 +174,13 @@ def parse(argv=None):
     p.add_argument("--steps", type=int, default=3, help="steps of each run (step 0 has no masks)")
     p.add_argument("--images", default="1,4")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--configs", default=",".join(CONFIGS),
+                   help=f"configurations to time, comma-separated (plain always): {', '.join(CONFIGS)}")
+    p.add_argument("--no-sizes", action="store_true", help="skip the sizes and resident memory (measured at the "
+                   "first N otherwise)")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
+    a.configs = ["plain"] + [c for c in CONFIGS if c != "plain" and c in a.configs.split(",")]
     a.json = a.json.resolve() if a.json else None
     return a
 
@@ -193,10 +203,10 @@ def main() -> None:
             bench = Bench(classes, model, n, a.size, a.steps, 1.0, (0.0, 1.0))
             cb = CacheBench(classes, bench, Path(folder))
             row = {}
-            if n == int(a.images.split(",")[0]):
+            if n == int(a.images.split(",")[0]) and not a.no_sizes:
                 row["sizes"] = cb.sizes()
                 row["held_gib"] = cb.held()
-            row.update(measure(cb, a.repeats))
+            row.update(measure(cb, a.configs, a.repeats))
             results["by_images"][n] = row
             report(n, row, a)
             if a.json:
@@ -214,7 +224,7 @@ def report(n: int, row: dict, a) -> None:
         for name, held in row["held_gib"].items():
             print(f"  resident after a reuse, cache {name:7s}: anonymous {held['RssAnon'] * 1024:+8.1f} MiB, "
                   f"file-backed {held['RssFile'] * 1024:+8.1f} MiB")
-    for c in CONFIGS:
+    for c in row["seconds_per_step"]:
         print(f"  {c:12s} {row['seconds_per_step'][c]:8.3g} s/step  {row['step_ratio'][c]:6.3f} x plain")
 
 

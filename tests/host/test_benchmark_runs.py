@@ -82,3 +82,23 @@ def test_cuda_without_a_gpu_is_refused_with_exit_2(tmp_path):
     assert proc.returncode == 2
     assert "--device" in proc.stderr and "CUDA" in proc.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_the_anchor_cache_benchmark_measures_sizes_memory_and_steps(tmp_path):
+    """benchmarks/anchor_cache_cost.py on the tiny model: the cache as attention inputs holds
+    less than as keys and values (their shared parts: half), the file's run holds less
+    anonymous memory than the cache in memory, and every configuration is timed."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "benchmarks/anchor_cache_cost.py", "--unet", "tiny", "--size", "64",
+                           "--steps", "3", "--images", "1", "--repeats", "1", "--json", str(tmp_path / "x.json")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads((tmp_path / "x.json").read_text())["by_images"]["1"]
+    inputs, keys = row["sizes"]["inputs"], row["sizes"]["keys and values"]
+    shared = lambda size, parts: sum(p.get(x, 0) for p in size["parts_per_evaluation"].values() for x in parts)
+    assert shared(inputs, ("x",)) > 0 and shared(inputs, ("k", "v")) == 0
+    assert 2 * shared(inputs, ("x",)) == shared(keys, ("k", "v"))   # the tiny UNet's heads x d equal its channels
+    assert inputs["bytes"] < keys["bytes"]
+    assert set(row["seconds_per_step"]) == {"plain", "cached", "file", "file (cold)", "over budget", "off"}
+    assert all(s > 0 for s in row["seconds_per_step"].values()) and row["step_ratio"]["plain"] == 1
+    assert "does not fit in the 1e-09 GB cache budget" in proc.stderr
