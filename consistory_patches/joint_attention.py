@@ -42,8 +42,8 @@ from einops import rearrange
 from ..consistory_core.masks import head_token_maps
 from ..consistory_core.positions import rotate_pairs
 from ..consistory_core.sdsa import joint_pool, shared_joint_attention
-from .chunks import COND
 from ..consistory_core.settings import DIT_POSITIONS
+from .chunks import COND
 from .engagement import count
 from .passes import PassKind, STORY_KEY, pass_of, with_pass
 
@@ -177,9 +177,11 @@ class JointAttention:
         if block in self.share and run.sharing_at(sigma):
             plan = story.attention.plan(layout.grid, q.device)
             if not plan.empty:
-                out = rearrange(torch.cat([
-                    self.shared(q[rows], k[rows], v[rows], plan, layout, block, chunks.order[c], cached)
-                    for c, rows in ((c, chunks.rows(c)) for c in range(len(chunks)))]), "b h l d -> b l (h d)")
+                parts = []
+                for c in range(len(chunks)):
+                    rows = chunks.rows(c)
+                    parts.append(self.shared(q[rows], k[rows], v[rows], plan, layout, block, chunks.order[c], cached))
+                out = rearrange(torch.cat(parts), "b h l d -> b l (h d)")
         if out is None:
             out = host(q)
         rows = chunks.cond_rows
