@@ -405,7 +405,9 @@ def test_flux_relatives_not_yet_tested_are_refused_by_name(host, family):
 @needs_flux
 def test_the_flux_benchmark_runs_and_writes_its_table(tmp_path):
     """benchmarks/flux_cost.py on the tests' tiny Flux: every configuration timed, its activation
-    memory measured and growing with the batch, the table written between the README's markers."""
+    memory measured and growing with the batch, the table written between the README's markers;
+    a bank's reuse timed against plain sampling, the cached one running the model on the new
+    images' rows alone."""
     import json
     import os
     import subprocess
@@ -415,7 +417,7 @@ def test_the_flux_benchmark_runs_and_writes_its_table(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("before\n<!-- flux-performance-table -->\nold\n<!-- flux-performance-table -->\nafter\n")
     proc = subprocess.run([sys.executable, "benchmarks/flux_cost.py", "--width", "tiny", "--size", "64", "--text", "32",
-                           "--images", "1,2", "--json", str(tmp_path / "x.json"), "--readme", str(readme)],
+                           "--images", "1,2", "--reuse-images", "1,2", "--json", str(tmp_path / "x.json"), "--readme", str(readme)],
                           cwd=repo, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -425,9 +427,14 @@ def test_the_flux_benchmark_runs_and_writes_its_table(tmp_path):
         assert set(r["seconds_per_step"]) == set(r["peak_activation_gib"]) == {"vanilla", "sdsa", "sdsa+blend", "sdsa+inject"}
         assert all(s > 0 for s in r["seconds_per_step"].values()) and r["step_ratio"]["vanilla"] == 1
     assert all(two["peak_activation_gib"][c] > one["peak_activation_gib"][c] for c in one["peak_activation_gib"])
+    for n, r in results["reuse"].items():
+        assert r["model_rows"] == {"plain": int(n), "reuse (cached)": int(n), "reuse (off)": int(n) + 2}
+        assert all(s > 0 for s in r["run_seconds"].values()) and r["run_ratio"]["plain"] == 1
+        assert r["anchor_cache"]["bytes"] > 0
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
     assert "| 2 | sdsa+blend |" in text and "The tests' tiny Flux" in text
+    assert "| N | plain (s) | cached (s) | cached × plain |" in text
     if not torch.cuda.is_available():
         refused = subprocess.run([sys.executable, "benchmarks/flux_cost.py", "--device", "cuda"], cwd=repo,
                                  capture_output=True, text=True, timeout=600)
