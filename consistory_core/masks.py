@@ -153,6 +153,10 @@ class SubjectMaskTracker:
         """Union over subjects: bool (N, h*w), the patches an image shares."""
         return self.subject_masks(grid).any(1)
 
+    def finished(self) -> torch.Tensor | None:
+        """The window's mean map of the finished steps only: (N, K, h0, w0), or None."""
+        return torch.stack(list(self.window)).mean(0) if self.window else None
+
     def snapshot(self) -> torch.Tensor | None:
         """The window's mean map including the open step: (N, K, h0, w0), or None."""
         maps = list(self.window) + ([self._sum / self._count] if self._count else [])

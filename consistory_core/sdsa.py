@@ -129,28 +129,43 @@ def image_keys(k: torch.Tensor, plan: SharedKeys, image: int, first: int = 0,
     return torch.cat([k[image - first], pool], dim=1)
 
 
+def joint_pool(k: torch.Tensor, v: torch.Tensor, plan: SharedKeys, text: int, first: int = 0,
+               cached: tuple | None = None, reposition=None) -> tuple:
+    """The pool a DiT's image queries draw from (§4.1; reused anchors §4.4): the subject image
+    keys (moved by ``reposition``) and values of the images before ``first + n``, (heads, T, d)
+    each. k, v (n, heads, L, d): one CFG chunk's joint sequences of images first .. first + n - 1
+    ([text ; image ; ...], see ``shared_joint_attention``); cached: the pool keys (already moved)
+    and values of the images before ``first`` ((heads, T_first, d) each), kept from an earlier
+    call, None when first is 0. reposition: (heads, T, d) -> (heads, T, d), or None."""
+    image = slice(text, text + plan.tokens)
+    ck, cv = cached or (None, None)
+    pool_k = gather_pool(k[:, :, image], plan, first)
+    if reposition is not None and pool_k.shape[1]:  # (no entries: the new images of an anchor cache's call)
+        pool_k = reposition(pool_k)
+    if ck is not None:
+        pool_k = torch.cat([ck.to(pool_k), pool_k], dim=1)
+    return pool_k, gather_pool(v[:, :, image], plan, first, cv)
+
+
 def shared_joint_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: SharedKeys, text: int,
-                           first: int = 0, cached: tuple | None = None, reposition=None) -> torch.Tensor:
+                           first: int = 0, pool: tuple | None = None, reposition=None) -> torch.Tensor:
     """SDSA on a DiT's joint attention (Flux; the paper's §4.1 on [text ; image] sequences).
 
-    q, k, v (N - first, heads, L, d): one CFG chunk's joint sequences from image ``first`` on,
+    q, k, v (n, heads, L, d): one CFG chunk's joint sequences of images first .. first + n - 1,
     [text (``text`` tokens) ; image (plan.tokens) ; anything after, e.g. reference tokens],
     keys already carrying their positions (RoPE). The image's queries (and those after it)
     attend to all L keys of their own sequence plus the pool of other images' subject image
     keys the plan allows; text queries attend to their own sequence only, as unpatched.
-    cached: the pool keys and values of the images before ``first`` (see ``gather_pool``).
-    reposition: a function (heads, T, d) -> (heads, T, d) applied to the pool's keys (the
-    positional shift, ``consistory_core.positions``), or None to keep their own positions.
-    Returns (N - first, heads, L, d)."""
+    pool: the pool keys and values ((heads, T, d) each) of the images before first + n, as
+    ``joint_pool`` gives them (with the anchors' entries kept by an anchor cache, §4.4); None:
+    ``joint_pool`` of k, v (first 0). reposition: a function (heads, T, d) -> (heads, T, d)
+    applied to the pool's keys where the pool is computed here (the positional shift,
+    ``consistory_core.positions``), or None to keep their own positions.
+    Returns (n, heads, L, d)."""
     n = q.shape[0]
-    image = slice(text, text + plan.tokens)
     if plan.flat_index.numel() == 0:
         return F.scaled_dot_product_attention(q, k, v)
-    ck, cv = cached or (None, None)
-    pool_k = gather_pool(k[:, :, image], plan, first, ck)
-    pool_v = gather_pool(v[:, :, image], plan, first, cv)
-    if reposition is not None:
-        pool_k = reposition(pool_k)
+    pool_k, pool_v = pool if pool is not None else joint_pool(k, v, plan, text, reposition=reposition)
     k_ext = torch.cat([k, pool_k.unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
     v_ext = torch.cat([v, pool_v.unsqueeze(0).expand(n, -1, -1, -1)], dim=2)
     bias = plan.bias(q.dtype, q.device, k.shape[2], first, first + n)

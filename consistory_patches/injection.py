@@ -49,8 +49,13 @@ class Injector:
         if self.features is not None:
             features, maps = self.features.features, self.features.mask_maps
         elif self.fast_features is not None and self.fast_features[0] == run.runs:
-            features, maps = self.fast_features[1], run.tracker.snapshot()
+            # the masks of the finished steps: the same wherever in a call the plan is first asked
+            # (a DiT's maps of the open step come from blocks before the first injecting one, and a
+            # call on the anchors alone of an anchor cache adds none of them)
+            features, maps = self.fast_features[1], run.tracker.finished()
         else:
+            return None
+        if maps is None:
             return None
         if tuple(features.shape[2:]) != tuple(grid):
             raise ValueError(f"ConsiStory Feature Injection: features of a {tuple(features.shape[2:])} "

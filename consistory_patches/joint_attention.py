@@ -17,7 +17,11 @@ does all of the method there:
 - query blending (§4.2): the vanilla pass keeps the image queries of the sharing blocks;
 - DIFT features and injection (§4.3): the image tokens' attention output of the feature
   block is the correspondence feature map; on the sharing blocks the cond chunk's subject
-  tokens' outputs are pulled toward their matches.
+  tokens' outputs are pulled toward their matches;
+- reused anchors with an anchor cache (§4.4, consistory_patches.anchor_cache): a call on the
+  anchors alone keeps their moved pool keys and values ("k"/"v" per block and chunk), subject
+  maps ("maps"), DIFT features and injected outputs; a call on the new images alone takes them
+  (the anchors are the first ``absent`` images of the story, not rows of the call).
 
 Where none of it acts the override calls the host's attention (or the override another
 pack put there first) with the call's own arguments, so it gives what the unpatched model
@@ -37,8 +41,9 @@ from einops import rearrange
 
 from ..consistory_core.masks import head_token_maps
 from ..consistory_core.positions import rotate_pairs
-from ..consistory_core.sdsa import shared_joint_attention
+from ..consistory_core.sdsa import joint_pool, shared_joint_attention
 from ..consistory_core.settings import DIT_POSITIONS
+from .chunks import COND
 from .engagement import count
 from .passes import PassKind, STORY_KEY, pass_of, with_pass
 
@@ -156,9 +161,9 @@ class JointAttention:
         run, p, story = self.run, pass_of(options), options.get(STORY_KEY) or self.story
         sigma = run.sync_patch(options)
         chunks = run.patch_chunks(q.shape[0], options)
-        image = layout.image
+        image, cached = layout.image, p.anchor_rows  # cached: the call's anchor cache access, or None
         if p.is_sampler and block in self.mask_blocks and chunks.cond_rows is not None:
-            self.record_masks(q, k, layout, chunks.cond_rows)
+            self.record_masks(q, k, layout, chunks.cond_rows, block, cached)
         if p.kind is PassKind.VANILLA:  # query blending's pass: keep the image queries, share nothing
             if block in self.share:
                 p.queries[block] = q[:, :, image]
@@ -172,10 +177,11 @@ class JointAttention:
         if block in self.share and run.sharing_at(sigma):
             plan = story.attention.plan(layout.grid, q.device)
             if not plan.empty:
-                move = self.reposition(layout.grid, q.device)
-                out = rearrange(torch.cat([
-                    shared_joint_attention(q[rows], k[rows], v[rows], plan, layout.text, reposition=move)
-                    for rows in (chunks.rows(c) for c in range(len(chunks)))]), "b h l d -> b l (h d)")
+                parts = []
+                for c in range(len(chunks)):
+                    rows = chunks.rows(c)
+                    parts.append(self.shared(q[rows], k[rows], v[rows], plan, layout, block, chunks.order[c], cached))
+                out = rearrange(torch.cat(parts), "b h l d -> b l (h d)")
         if out is None:
             out = host(q)
         rows = chunks.cond_rows
@@ -187,7 +193,7 @@ class JointAttention:
         injector = story.injector
         if p.is_sampler and injector is not None and block in self.share and injector.active(sigma):
             out = out.clone()
-            out[rows, image] = injector.injected(out[rows, image], layout.grid, block)
+            out[rows, image] = injector.injected(out[rows, image], layout.grid, block, cached)
         return out
 
     def warn_once(self, why: str) -> None:
@@ -196,11 +202,42 @@ class JointAttention:
             self._warned.add(why)
             logging.warning(f"ConsiStory on Flux: {why}; those attention calls run unshared")
 
-    def record_masks(self, q, k, layout: TokenLayout, rows: slice) -> None:
-        """The subject words' maps of the cond chunk's images (N, K, P) into the run's tracker."""
+    def record_masks(self, q, k, layout: TokenLayout, rows: slice, block: tuple, cached=None) -> None:
+        """The subject words' maps of the cond chunk's images (N, K, P) into the run's tracker.
+        cached: the call's anchor cache access (§4.4): recording (rows: the anchors alone),
+        their maps (k, K, P) are kept and are no step of the run; playing (rows: the new
+        images), the kept ones are put in front."""
         weights = self.story.masks.token_weights_for(layout.text, q.device)
+        if cached is not None:
+            weights = weights[cached.images(weights.shape[0])]
         maps = head_token_maps(q[rows, :, layout.image], k[rows, :, :layout.text], weights)
+        if cached is not None:
+            maps = cached.rows("maps", block, COND, maps)
+            if cached.recording:
+                return
         self.run.tracker.add(maps, layout.grid)
+
+    def shared(self, q, k, v, plan, layout: TokenLayout, block: tuple, chunk: int, cached=None) -> torch.Tensor:
+        """SDSA of one CFG chunk (``chunk``: 0 cond, 1 uncond): q, k, v (n, heads, L, d) of the
+        images the call holds -> (n, heads, L, d). cached: the call's anchor cache access
+        (§4.4): recording (the anchors alone), their moved pool keys and values (heads, T_a, d)
+        are kept; playing (the new images, the anchors' ``absent`` rows missing), they are
+        taken as the pool's first entries."""
+        move = self.reposition(layout.grid, q.device)
+        first = cached.absent if cached is not None else 0
+        kept = None
+        if cached is not None and not cached.recording:
+            kept = cached.take("k", block, chunk, k), cached.take("v", block, chunk, v)
+            if kept[0].shape[1] != plan.entries_before(first):
+                raise ValueError(f"ConsiStory Use Anchors: the anchor cache has {kept[0].shape[1]} shared keys of "
+                                 f"the anchors at {block}, this step's masks {plan.entries_before(first)}; this is "
+                                 "a bug, please report it")
+        pool = joint_pool(k, v, plan, layout.text, first, kept, move)
+        if cached is not None and cached.recording:
+            before = plan.entries_before(cached.anchors)
+            cached.keep("k", block, chunk, pool[0][:, :before])
+            cached.keep("v", block, chunk, pool[1][:, :before])
+        return shared_joint_attention(q, k, v, plan, layout.text, first, pool)
 
     def reposition(self, grid: tuple, device):
         """The pool keys' move (ShiftPE): one more rotation by w on the width axis, so a key of

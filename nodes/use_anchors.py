@@ -9,7 +9,6 @@ from ..consistory_core.noise import noise_is_batch_independent
 from ..consistory_patches.anchor_cache import cache_for
 from ..consistory_patches.anchor_replay import AnchorReplay, reuse_mapping, story_with_anchors
 from ..consistory_patches.host_api import model_facts
-from ..consistory_patches.joint_attention import is_flux
 from ..consistory_patches.story import STORY_KEY, patch_story
 from .sockets import BANK, Bank, Subject, io, schema
 
@@ -24,8 +23,9 @@ CACHE_TOOLTIP = (
     "(NAME.anchor_cache) step by step and read from it step by step (little RAM; later sessions use it too); "
     "off: the anchors are recomputed at every step. The size is logged once known (at 1024x1024, 50 steps, "
     "2 anchors, a subject on 30% of the image, dropout 0.5: about 3.5 GB). A cache that does not fit "
-    "cache_budget_gb is not kept (the log says so; the images are the same, only slower). Banks with two-pass "
-    "injection, and Flux models, are always recomputed.")
+    "cache_budget_gb is not kept (the log says so; the images are the same, only slower). Flux models are cached "
+    "the same way (their shared keys and values per attention block). Banks with two-pass injection are always "
+    "recomputed.")
 BUDGET_TOOLTIP = (
     "How many GB the anchor caches kept in memory (CPU or device) may hold together; the least recently used "
     "go first. 0: half of the memory free when a cache is recorded, plus what the caches hold already.")
@@ -86,10 +86,7 @@ class UseAnchors(io.ComfyNode):
                             "an image's noise differently alone and in a batch unless its latent holds a multiple "
                             "of 16 values; sizes whose sides are multiples of 16 px have no such difference")
         cache_file = cache_file_of(bank) if anchor_cache == CACHE_CHOICES[2] else None
-        dit = is_flux(model)
-        if dit and anchor_cache != "off":
-            logging.info("ConsiStory Use Anchors: Flux models recompute the anchors at every step (no anchor cache yet)")
-        cache = None if anchor_cache == "off" or bank.passes is not None or dit else \
+        cache = None if anchor_cache == "off" or bank.passes is not None else \
             cache_for(bank, PLACE[anchor_cache], cache_budget_gb)
         m, _ = patch_story(model, story, bank.description.sharing,
                            reuse_mapping(bank.anchors, subject.images, share_new), replayed=bank.anchors,

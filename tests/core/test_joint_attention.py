@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from consistory_core.masks import head_token_maps, subject_token_maps
 from consistory_core.positions import rotate_pairs
-from consistory_core.sdsa import anchor_mapping, plan_shared_keys, shared_joint_attention
+from consistory_core.sdsa import anchor_mapping, joint_pool, plan_shared_keys, shared_joint_attention
 
 N, HEADS, TEXT, P, EXTRA, D = 3, 2, 5, 6, 2, 8
 
@@ -61,6 +61,34 @@ def test_moved_pool_keys_are_what_the_image_queries_see(qkv):
     torch.testing.assert_close(out.double(), naive_joint(q, k, v, subject, share, TEXT, move), rtol=1e-5, atol=1e-5)
     unmoved = shared_joint_attention(q, k, v, plan_shared_keys(subject, share), TEXT)
     assert not torch.allclose(out, unmoved)
+
+
+def rotation_of(angle: torch.Tensor) -> torch.Tensor:
+    return torch.stack([torch.cos(angle), -torch.sin(angle), torch.sin(angle), torch.cos(angle)], -1).reshape(-1, 2, 2)
+
+
+@pytest.mark.parametrize("share_new", [False, True], ids=["new images see the anchors", "and each other"])
+def test_the_anchors_kept_pool_given_to_the_new_images_equals_the_full_batch(share_new):
+    """An anchor cache (§4.4): the anchors' moved pool kept from a call on them alone, then
+    given to a call on the new images alone, gives every image what one batch gives."""
+    n, anchors = 4, 2
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(n, HEADS, TEXT + P + EXTRA, D, generator=g) for _ in range(3))
+    subject = torch.rand(n, P, generator=g) > 0.4
+    share = torch.zeros(n, n, dtype=torch.bool)
+    share[:, :anchors] = True
+    share[anchors:, anchors:] = share_new
+    plan = plan_shared_keys(subject, share)
+    move = lambda x: rotate_pairs(x, rotation_of(torch.linspace(0.1, 1.0, D // 2)))
+    full = shared_joint_attention(q, k, v, plan, TEXT, reposition=move)
+    kept = joint_pool(k[:anchors], v[:anchors], plan, TEXT, reposition=move)  # the anchors alone
+    assert kept[0].shape[1] == plan.entries_before(anchors)
+    recorded = shared_joint_attention(q[:anchors], k[:anchors], v[:anchors], plan, TEXT, pool=kept)
+    torch.testing.assert_close(recorded, full[:anchors])
+    new = slice(anchors, n)
+    pool = joint_pool(k[new], v[new], plan, TEXT, first=anchors, cached=kept, reposition=move)
+    played = shared_joint_attention(q[new], k[new], v[new], plan, TEXT, first=anchors, pool=pool)
+    torch.testing.assert_close(played, full[new])
 
 
 def test_a_plan_without_shared_keys_is_plain_attention(qkv):

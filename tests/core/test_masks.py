@@ -204,8 +204,10 @@ def test_add_averages_layers_of_one_step(naive_otsu):
         tr.add(m, grid)
     expected_mean = ((a + b + c) / 3).reshape(n, k, *grid)
     torch.testing.assert_close(tr.snapshot(), expected_mean)  # open step included
+    assert tr.finished() is None  # ... but not a finished one
     tr.next_step()
     torch.testing.assert_close(tr.snapshot(), expected_mean)
+    assert torch.equal(tr.finished(), tr.snapshot())
     assert torch.equal(tr.subject_masks(grid), naive_masks([expected_mean], 1, grid, [0, 1], naive_otsu))
     assert not torch.equal(tr.subject_masks(grid),
                            naive_masks([c.reshape(n, k, *grid)], 1, grid, [0, 1], naive_otsu))

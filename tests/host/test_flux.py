@@ -3,7 +3,8 @@ host's own class with random weights, its real tokenizers (T5 context, CLIP-L po
 pack's nodes unchanged (consistory_patches.joint_attention: the host's attention override).
 The invariants of the UNet suite: sharing off or a batch of one is plain sampling exactly,
 anchors are unaffected by the other images, split conditioning calls equal one call, a
-bank reused in a fresh process equals one batch, an unpatched clone stays plain."""
+bank reused in a fresh process equals one batch, an unpatched clone stays plain; reuse from
+an anchor cache runs the new images alone and equals one batch."""
 import types
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 from consistory_run.graphs import SCENES, make_subject_graph, reuse_subject_graph, story_graph, with_preview
 from consistory_run.host import comfyui_path, version_of
 from consistory_testing.run_graph import run_fresh
-from consistory_testing.pack import run_node
+from consistory_testing.pack import pack_module, run_node
 
 FLUX = {"class_type": "ConsiStoryTinyFluxCheckpoint", "inputs": {"weight_seed": 0, "version": "dev"}}
 SCHNELL = {"class_type": "ConsiStoryTinyFluxCheckpoint", "inputs": {"weight_seed": 0, "version": "schnell"}}
@@ -86,8 +87,9 @@ def test_flux_leaves_an_unpatched_clone_plain(host, latents):
     ("blend", ["swimming in a lake", "riding a horse"]), ("full", ["swimming in a lake"])],
     ids=["SDSA+blend, two new prompts", "SDSA+blend+injection, one new prompt"])
 def test_flux_bank_reuse_in_a_fresh_process_equals_one_batch(host, latents, outputs, method, new):
-    """A bank's reuse equals one batch with the anchors, and reuses give the same latents to the
-    bit in a fresh process and twice in this one (Flux replays the anchors at every call).
+    """A bank's reuse with the anchors replayed at every call (anchor_cache off) equals one
+    batch with the anchors, and reuses give the same latents to the bit in a fresh process and
+    twice in this one.
     (With injection and two new prompts the bank's anchors, sampled as a batch of 2, differ by
     3e-6 from the anchors of a batch of 4, and injection's discrete plan turns that into 3e-3:
     the split-call test's near-ties again.)"""
@@ -96,13 +98,119 @@ def test_flux_bank_reuse_in_a_fresh_process_equals_one_batch(host, latents, outp
     host.run(story_graph(anchors + new, anchors=2, **kw))
     in_batch = latents["story"][2:]
     host.run(make_subject_graph(anchors, anchors=2, prefix="flux", **kw))
-    reuse = reuse_subject_graph(new, "output/flux_00001.safetensors", anchors=2, **kw)
+    reuse = reuse_subject_graph(new, "output/flux_00001.safetensors", anchors=2, anchor_cache="off", **kw)
     reused = run_fresh(reuse, outputs)["story"]
     torch.testing.assert_close(reused, in_batch, rtol=1e-4, atol=1e-4 * in_batch.abs().amax().item())
     for _ in range(2):  # a first and a second reuse in this process give the fresh process's latents
         host.run(reuse)
         assert torch.equal(latents["story"], reused)
     assert not torch.allclose(reused, sample(host, latents, scenes=anchors + new, sdsa=False)[2:])
+
+
+@pytest.fixture
+def caches(host):
+    """The pack's anchor-cache module, its caches emptied (each test makes its own bank)."""
+    module = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.anchor_cache")
+    module._CACHES.clear()
+    return module
+
+
+@pytest.fixture
+def model_batches(host, monkeypatch):
+    """The batch size of every Flux model call from here on."""
+    import comfy.ldm.flux.model
+    seen, forward = [], comfy.ldm.flux.model.Flux._forward
+
+    def counted(self, x, *args, **kwargs):
+        seen.append(x.shape[0])
+        return forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(comfy.ldm.flux.model.Flux, "_forward", counted)
+    return seen
+
+
+def assert_close_to(reused, in_batch):
+    torch.testing.assert_close(reused, in_batch, rtol=1e-4, atol=1e-4 * in_batch.abs().amax().item())
+
+
+ANCHORS, FIRST, LATER = SCENES[:2], ["swimming in a lake", "riding a horse"], ["painting a fence", "cooking dinner"]
+CACHED = {"SDSA, cfg 3": dict(cfg=3.0), "SDSA+blend": dict(blend=True, blend_end=0.35)}
+
+
+def reuse_and_count(host, latents, bank: str, new, cache, kw, **graph) -> tuple:
+    """(latents, cache calls made) of one reuse of ``bank`` with the prompts ``new``."""
+    before = dict(cache.calls) if cache is not None else {"recorded": 0, "played": 0}
+    host.run(reuse_subject_graph(new, bank, anchors=2, **graph, **kw))
+    after = cache.calls if cache is not None else before
+    return latents["story"].clone(), {k: after[k] - before[k] for k in before}
+
+
+@needs_flux
+@pytest.mark.parametrize("method", list(CACHED))
+def test_flux_reuse_from_the_anchor_cache_equals_one_batch_and_runs_the_new_images_alone(
+        host, latents, outputs, caches, model_batches, method):
+    """§4.4 at plain cost: the first reuse runs the anchors alone once per model evaluation
+    (keeping their moved pool keys and values, subject maps), then the new images alone; a
+    reuse with other prompts runs only the new images (every model call holds them alone).
+    Both equal one batch with the anchors; a reuse played from the cache, here or in a fresh
+    process from the file beside the bank, gives the recording run's latents to the bit."""
+    kw = {**SETTINGS, **CACHED[method]}
+    expected = {}
+    for new in (FIRST, LATER):
+        host.run(story_graph(ANCHORS + new, anchors=2, **kw))
+        expected[tuple(new)] = latents["story"][2:].clone()
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="cached", **kw))
+    bank, choice = "output/cached_00001.safetensors", "CPU memory + file beside the bank"
+    host.run(reuse_subject_graph(FIRST, bank, anchors=2, anchor_cache=choice, **kw))
+    recording = latents["story"].clone()
+    assert_close_to(recording, expected[tuple(FIRST)])
+    (cache,) = caches._CACHES.values()
+    recorded = dict(cache.calls)
+    assert recorded["recorded"] > 0 and recorded["played"] == recorded["recorded"]  # anchors alone, then the new
+    model_batches.clear()
+    played, calls = reuse_and_count(host, latents, bank, LATER, cache, kw, anchor_cache=choice)
+    assert_close_to(played, expected[tuple(LATER)])
+    assert calls == {"recorded": 0, "played": recorded["played"]}  # nothing computed again
+    chunks = 1 if kw["cfg"] == 1.0 else 2
+    assert set(model_batches) == {len(LATER) * chunks}, model_batches  # no anchor rows in any model call
+    assert torch.equal(reuse_and_count(host, latents, bank, FIRST, cache, kw, anchor_cache=choice)[0], recording)
+    fresh = run_fresh(reuse_subject_graph(FIRST, bank, anchors=2, anchor_cache=choice, **kw), outputs)["story"]
+    assert torch.equal(fresh, recording)
+
+
+@needs_flux
+def test_flux_reuse_from_the_anchor_cache_with_blend_and_injection_equals_one_batch(
+        host, latents, outputs, caches, model_batches, monkeypatch):
+    """The full method from the cache: Query Blend's vanilla pass and one-pass injection's
+    DIFT pass also run on the new images alone, with the anchors' DIFT features and injected
+    outputs kept. On this random tiny Flux the DIFT features of all patches are nearly equal
+    (near-uniform attention), so the float noise between a call on 1 image and one on 3 (1e-7
+    of the features) moves many nearest matches and Otsu's cut of the injection plan (34 of 48
+    matches and 8 kept patches measured): the plan of one batch is pinned for the reuses, and
+    the test checks what the cache keeps and plays around it."""
+    injection = pack_module(host.nodes.NODE_CLASS_MAPPINGS, "consistory_patches.injection")
+    made, pinned = injection.plan_injection, {}
+
+    def pinned_plan(features, subject, share):
+        return pinned.setdefault(features.shape[0], made(features, subject, share))  # per story size
+
+    monkeypatch.setattr(injection, "plan_injection", pinned_plan)
+    kw, new = {**SETTINGS, **FULL}, FIRST[:1]
+    host.run(story_graph(ANCHORS + new, anchors=2, **kw))
+    in_batch = latents["story"][2:].clone()
+    host.run(make_subject_graph(ANCHORS, anchors=2, prefix="full", **kw))
+    bank = "output/full_00001.safetensors"
+    recording = reuse_and_count(host, latents, bank, new, None, kw)[0]
+    assert_close_to(recording, in_batch)
+    (cache,) = caches._CACHES.values()
+    assert cache.calls["recorded"] == cache.calls["played"] > 0
+    assert {k[4] for k in cache.entries} == {"k", "v", "maps", "features", "inject", "x0"}
+    assert {k[1] for k in cache.complete} == {"sampler", "vanilla", "dift"}  # every pass kind kept
+    model_batches.clear()
+    played, calls = reuse_and_count(host, latents, bank, new, cache, kw)
+    assert calls["recorded"] == 0 and calls["played"] > 0
+    assert set(model_batches) == {1}, model_batches
+    assert torch.equal(played, recording)
 
 
 @needs_flux
@@ -297,7 +405,9 @@ def test_flux_relatives_not_yet_tested_are_refused_by_name(host, family):
 @needs_flux
 def test_the_flux_benchmark_runs_and_writes_its_table(tmp_path):
     """benchmarks/flux_cost.py on the tests' tiny Flux: every configuration timed, its activation
-    memory measured and growing with the batch, the table written between the README's markers."""
+    memory measured and growing with the batch, the table written between the README's markers;
+    a bank's reuse timed against plain sampling, the cached one running the model on the new
+    images' rows alone."""
     import json
     import os
     import subprocess
@@ -307,7 +417,7 @@ def test_the_flux_benchmark_runs_and_writes_its_table(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("before\n<!-- flux-performance-table -->\nold\n<!-- flux-performance-table -->\nafter\n")
     proc = subprocess.run([sys.executable, "benchmarks/flux_cost.py", "--width", "tiny", "--size", "64", "--text", "32",
-                           "--images", "1,2", "--json", str(tmp_path / "x.json"), "--readme", str(readme)],
+                           "--images", "1,2", "--reuse-images", "1,2", "--json", str(tmp_path / "x.json"), "--readme", str(readme)],
                           cwd=repo, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -317,9 +427,14 @@ def test_the_flux_benchmark_runs_and_writes_its_table(tmp_path):
         assert set(r["seconds_per_step"]) == set(r["peak_activation_gib"]) == {"vanilla", "sdsa", "sdsa+blend", "sdsa+inject"}
         assert all(s > 0 for s in r["seconds_per_step"].values()) and r["step_ratio"]["vanilla"] == 1
     assert all(two["peak_activation_gib"][c] > one["peak_activation_gib"][c] for c in one["peak_activation_gib"])
+    for n, r in results["reuse"].items():
+        assert r["model_rows"] == {"plain": int(n), "reuse (cached)": int(n), "reuse (off)": int(n) + 2}
+        assert all(s > 0 for s in r["run_seconds"].values()) and r["run_ratio"]["plain"] == 1
+        assert r["anchor_cache"]["bytes"] > 0
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
     assert "| 2 | sdsa+blend |" in text and "The tests' tiny Flux" in text
+    assert "| N | plain (s) | cached (s) | cached × plain |" in text
     if not torch.cuda.is_available():
         refused = subprocess.run([sys.executable, "benchmarks/flux_cost.py", "--device", "cuda"], cwd=repo,
                                  capture_output=True, text=True, timeout=600)
