@@ -148,7 +148,7 @@ class SharedAttention:
             x = pick(context)
             xv = x if value is context else pick(value)
             again = self.project(layer, x, xv, k.shape[1])
-            if all(a.shape == b.shape and (a - b).abs().amax() <= SAME_INPUTS * b.abs().amax()
+            if all(a.shape == b.shape and (a.numel() == 0 or (a - b).abs().amax() <= SAME_INPUTS * b.abs().amax())
                    for a, b in zip(again, (pool_k, pool_v))):
                 cached.keep("x", layer, chunk, x)
                 if xv is not x:

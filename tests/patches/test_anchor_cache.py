@@ -245,3 +245,41 @@ def _description():
     return bank_file.BankDescription(prompts=("a", "b"), subjects=(("a cat", ("cat",)),),
                                      positions=(((2,),), ((2,),)), word_subject=(0,), token_length=77,
                                      model_family="SDXL", context_dim=16)
+
+
+def heads_of(t, heads=2):
+    """(n, P, heads*d) -> (n, heads, P, d)"""
+    return t.reshape(*t.shape[:2], heads, -1).transpose(1, 2)
+
+
+@pytest.mark.parametrize("anchor_patches", [3, 0], ids=["subject", "no patch of the anchors kept"])
+def test_the_anchors_inputs_are_kept_where_they_give_the_hosts_keys_and_values(anchor_patches):
+    """Recording, the anchors' attention inputs at the pool's patches are kept when the layer's
+    own projections of them are the host's keys and values; played, they give those keys and
+    values again. Inputs another node changed after the pack saw them: keys and values kept."""
+    shared_attention, sdsa = runtime("consistory_patches.shared_attention"), runtime("consistory_core.sdsa")
+    torch.manual_seed(0)
+    to_k, to_v = torch.nn.Linear(8, 8, bias=False), torch.nn.Linear(8, 8, bias=False)
+    attention = shared_attention.SharedAttention(run=None, diffusion_model=object())
+    attention._modules[LAYER] = SimpleNamespace(to_k=to_k, to_v=to_v)
+    subject = torch.zeros(3, 4, dtype=torch.bool)  # 2 anchors and a new image, 4 patches each
+    subject[0, :anchor_patches] = subject[1, 1:1 + anchor_patches] = subject[2, :2] = True
+    share = torch.ones(3, 3, dtype=torch.bool)
+    plan = sdsa.plan_shared_keys(subject, share)
+    x = torch.randn(2, 4, 8)  # the anchors' inputs (one chunk)
+    with torch.no_grad():
+        k, v = heads_of(to_k(x)), heads_of(to_v(x))
+        expected = [t[:, :plan.entries_before(2)] for t in (sdsa.gather_pool(k, plan), sdsa.gather_pool(v, plan))]
+        for given, kept in ((x, {"x"}), (x * 1.05, {"k", "v"})):
+            cache = AnchorCache(2)
+            cache.use("s")
+            rows = cache.slot(0, "sampler", 77, recording=True)
+            rows.inputs[LAYER] = (given, given)
+            assert attention.anchor_pool(rows, LAYER, 0, plan, k, v, slice(0, 2)) is None
+            assert {key[4] for key in cache.entries} == (kept if anchor_patches else {"x"})  # (nothing to tell)
+            played = cache.slot(0, "sampler", 77, recording=False)
+            new = heads_of(torch.randn(1, 4, 8))
+            pool = attention.anchor_pool(played, LAYER, 0, plan, new, new, slice(0, 1))
+            for got, want in zip(pool, expected):
+                assert got.shape == want.shape == (2, 2 * anchor_patches, 4)
+                torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
