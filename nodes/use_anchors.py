@@ -22,7 +22,7 @@ CACHE_TOOLTIP = (
     "step; device memory: kept on the GPU (fastest, uses VRAM); + file: written beside a loaded bank file "
     "(NAME.anchor_cache) step by step and read from it step by step (little RAM; later sessions use it too); "
     "off: the anchors are recomputed at every step. The size is logged once known (at 1024x1024, 50 steps, "
-    "2 anchors, a subject on 30% of the image, dropout 0.5: about 3.5 GB). A cache that does not fit "
+    "2 anchors, a subject on 30% of the image, dropout 0.5: about 3.1 GB). A cache that does not fit "
     "cache_budget_gb is not kept (the log says so; the images are the same, only slower). Flux models are cached "
     "the same way (their shared keys and values per attention block). Banks with two-pass injection are always "
     "recomputed.")
