@@ -168,15 +168,15 @@ class AnchorCache:
         from it to the last): the one recorded before is whole now and sizes the cache
         (``settle``); a cache that does not keep (transient, or written to its file) lets the
         other evaluations' parts go from memory."""
-        if self._recording is not None and self._recording != evaluation:
-            self.settle(self._recording, remaining, device)
-        self._recording = evaluation
+        previous, self._recording = self._recording, evaluation
+        if previous is not None and previous != evaluation:
+            self.settle(previous, remaining, device)
+        if self.writer is not None and previous is not None and evaluation < previous:
+            self.writer.abort()  # a run that stopped half way: the next one writes the file anew
+            self.writer = None
         if not self.keeping:
             self.entries = {k: v for k, v in self.entries.items() if k[0] == evaluation}
             self.complete = {c for c in self.complete if c[0] == evaluation}
-        if self.writer is not None and any(c[0] == evaluation for c in self.writer.complete):
-            self.writer.abort()  # a run that stopped half way: the next one writes the file anew
-            self.writer = None
         if self.place == "file" and self.writer is None and self.reader is None and self.path is not None \
                 and not self._no_file:
             self.writer = CacheFileWriter(self.path, self.identity, self.anchors)

@@ -113,6 +113,22 @@ def test_a_recording_stopped_half_way_is_written_anew_by_the_next_run(tmp_path):
     assert not list(tmp_path.glob("*.partial"))
 
 
+def test_every_pass_kind_of_an_evaluation_is_written_to_the_file(tmp_path):
+    """Query Blend's vanilla pass and one-pass injection's DIFT pass are recorded at the
+    evaluation of their sampler pass, each a recording call of its own."""
+    path = str(tmp_path / "b.anchor_cache")
+    cache = AnchorCache(2, "file")
+    cache.use("settings-1", path)
+    for e in range(3):
+        for kind in ("vanilla", "sampler", "dift"):
+            cache.begin(e, 3 - e)
+            rows = cache.slot(e, kind, 77, recording=True)
+            rows.keep("x", LAYER, 0, torch.full((6, 8), float(e)))
+            cache.done(rows, (0,))
+    cache.finish()
+    assert cache.reader.complete == {(e, kind, 77, 0) for e in range(3) for kind in ("vanilla", "sampler", "dift")}
+
+
 def test_a_broken_or_older_cache_file_is_recomputed_not_fatal(tmp_path, caplog):
     path = tmp_path / "b.anchor_cache"
     for content in (b"not a cache file", b"x" * 100):
