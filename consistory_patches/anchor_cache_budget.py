@@ -47,7 +47,10 @@ def budget_bytes(setting_gb: float, free: int, held: int) -> tuple[int, str]:
 
 def make_room(caches: OrderedDict, cache, needed: int, budget: int) -> bool:
     """Evicts the least recently used other caches of ``cache``'s memory (``caches``: oldest
-    first) until they and ``needed`` bytes fit ``budget``; False when they cannot."""
+    first) until they and ``needed`` bytes fit ``budget``; False, evicting nothing, when
+    ``needed`` alone does not fit."""
+    if needed > budget:
+        return False
     others = [key for key, c in caches.items() if c is not cache and c.place == cache.place]
     held = sum(caches[key].nbytes for key in others)
     for key in others:

@@ -192,8 +192,10 @@ def test_least_recently_used_caches_make_room_by_bytes_not_by_count():
     assert list(caches) == ["gpu", "old", "recent", "new"] and not caches["old"].dropped
     assert make_room(caches, new, 701, budget=1000)           # and then the next oldest, not the recent one
     assert list(caches) == ["gpu", "recent", "new"]
-    assert not make_room(caches, new, 1001, budget=1000)      # cannot fit even alone
-    assert list(caches) == ["gpu", "new"]                     # (the device's cache is another memory's)
+    assert not make_room(caches, new, 1001, budget=1000)      # cannot fit even alone: nothing evicted for it
+    assert list(caches) == ["gpu", "recent", "new"]
+    assert make_room(caches, new, 1000, budget=1000)          # (the device's cache is another memory's)
+    assert list(caches) == ["gpu", "new"]
     many = OrderedDict((i, Sized(1)) for i in range(50))
     assert make_room(many, new, 10, budget=100) and len(many) == 50   # any number of caches that fit stay
 
