@@ -175,11 +175,15 @@ class AnchorCache:
             self.writer.abort()  # a run that stopped half way: the next one writes the file anew
             self.writer = None
         if not self.keeping:
-            self.entries = {k: v for k, v in self.entries.items() if k[0] == evaluation}
-            self.complete = {c for c in self.complete if c[0] == evaluation}
+            self._only(evaluation)
         if self.place == "file" and self.writer is None and self.reader is None and self.path is not None \
                 and not self._no_file:
             self.writer = CacheFileWriter(self.path, self.identity, self.anchors)
+
+    def _only(self, evaluation: int) -> None:
+        """Lets every evaluation's parts but ``evaluation``'s go from memory (a cache that does not keep)."""
+        self.entries = {k: v for k, v in self.entries.items() if k[0] == evaluation}
+        self.complete = {c for c in self.complete if c[0] == evaluation}
 
     def done(self, rows: AnchorRows, chunks) -> None:
         """A recording call finished: its chunks' parts are all kept (and appended to the file)."""
@@ -254,8 +258,7 @@ class AnchorCache:
         if make_room(_CACHES, self, self.estimate, budget):
             return
         self.keeping = False
-        self.entries = {k: v for k, v in self.entries.items() if k[0] == evaluation}
-        self.complete = {c for c in self.complete if c[0] == evaluation}
+        self._only(evaluation)
         self._refuse(f"anchor cache of {human(self.estimate)} does not fit in {chosen}: replaying the anchors "
                      "instead (the same images, slower: the anchors are computed at every step); choose 'CPU "
                      "memory + file beside the bank' to keep it on disk, or set cache_budget_gb")
